@@ -1,0 +1,102 @@
+"""Train a model once, reuse it afterwards.
+
+A cache entry is keyed by everything that determines the trained weights: the
+model's name, its configuration (architecture and hyperparameters, seed, data
+description), the source code of the functions that build and train it, the
+device type it was trained on, and the torch version.  Entries are written
+atomically (temporary file + ``os.replace``), loaded with
+``torch.load(..., weights_only=True)``, and a corrupted entry is retrained with
+a warning instead of failing.
+"""
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+from .device import get_device
+from .paths import model_cache_dir
+
+
+def _source_of(fn: Callable) -> str:
+    try:
+        return inspect.getsource(fn)
+    except (OSError, TypeError):
+        return getattr(fn, "__qualname__", repr(fn))
+
+
+def cache_key(name: str, config: dict, *functions: Callable, device: torch.device | None = None) -> str:
+    """A stable hex digest of everything that determines a trained model."""
+    device = device or get_device()
+    payload = {
+        "name": name,
+        "config": config,
+        "code": [_source_of(fn) for fn in functions],
+        "device_type": device.type,
+        "torch": torch.__version__.split("+")[0],
+    }
+    text = json.dumps(payload, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def atomic_torch_save(obj, path: Path) -> None:
+    """Write ``obj`` with ``torch.save`` so that readers never see a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(obj, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def cached_model(
+    name: str,
+    config: dict,
+    build: Callable[[], nn.Module],
+    train: Callable[[nn.Module], object],
+    *,
+    cache_dir: Path | None = None,
+    verbose: bool = True,
+) -> nn.Module:
+    """Return ``build()`` with trained weights, training with ``train(model)`` only on a cache miss.
+
+    ``config`` must be JSON-serialisable and hold every hyperparameter, the seed
+    and a description of the data; ``build`` and ``train`` should read their
+    settings from it.  The model comes back in eval mode on :func:`get_device`.
+    """
+    if not isinstance(config, dict):
+        raise ValueError(f"config must be a dict of hyperparameters, got {type(config).__name__}")
+    device = get_device()
+    key = cache_key(name, config, build, train, device=device)
+    path = Path(cache_dir or model_cache_dir()) / f"{name}-{key}.pt"
+    model = build().to(device)
+    if path.exists():
+        try:
+            state = torch.load(path, map_location=device, weights_only=True)
+            model.load_state_dict(state["model"])
+            if verbose:
+                print(f"[advex] loaded cached model {name!r} ({path.name})")
+            return model.eval()
+        except Exception as err:  # any unreadable entry is retrained, never fatal
+            warnings.warn(f"cached model {path} is unreadable ({err.__class__.__name__}: {err}); retraining it")
+            path.unlink(missing_ok=True)
+            model = build().to(device)
+    if verbose:
+        print(f"[advex] training {name!r} on {device} (cache miss; saved for next time)")
+    train(model)
+    state = {"model": {k: v.detach().cpu() for k, v in model.state_dict().items()}, "config": json.dumps(config, sort_keys=True)}
+    atomic_torch_save(state, path)
+    return model.eval()

@@ -1,0 +1,34 @@
+"""Choose the device every heavy computation runs on.
+
+CUDA when it is available, else the CPU.  ``ADVEX_DEVICE`` (``cpu``, ``cuda``,
+``cuda:1`` ...) overrides the choice, e.g. to check the CPU path on a GPU box.
+"""
+from __future__ import annotations
+
+import os
+
+import torch
+
+
+def get_device() -> torch.device:
+    """Return the device named by ``ADVEX_DEVICE``, else CUDA if present, else CPU."""
+    requested = os.environ.get("ADVEX_DEVICE", "").strip()
+    if requested:
+        try:
+            device = torch.device(requested)
+        except RuntimeError as err:
+            raise ValueError(
+                f"ADVEX_DEVICE={requested!r} is not a device; use 'cpu', 'cuda' or 'cuda:N'"
+            ) from err
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"ADVEX_DEVICE={requested!r} but CUDA is not available here; use 'cpu'")
+        return device
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def describe_device() -> str:
+    """A one-line human description, printed at the top of each chapter."""
+    device = get_device()
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    return f"cpu ({torch.get_num_threads()} threads)"

@@ -1,0 +1,300 @@
+"""The ε slider: one call shows how a perturbation of growing size changes a prediction.
+
+``eps_slider(compute, eps_values)`` returns an object that Jupyter displays in
+two forms at once:
+
+* live (Jupyter Lab / Notebook / VS Code): an ipywidgets slider that calls
+  ``compute(eps)`` again, on the current device, every time the reader drags;
+* static (the published HTML book): ``compute`` is evaluated once per value of
+  ``eps_values`` at execution time, the frames are embedded as JSON with PNG
+  images, and a few lines of inline JavaScript switch between them.  No kernel,
+  no network, no CDN.
+
+Front-ends choose the richest form they can render: Jupyter picks the widget;
+the book's ``_config.yml`` tells myst-nb to drop the widget form for HTML, so it
+renders the static one.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import html
+import io
+import json
+from dataclasses import dataclass, field
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+from PIL import Image
+
+from .validation import check_eps
+
+
+@dataclass
+class Frame:
+    """What the slider shows at one ε.
+
+    images:  title -> array.  (H, W) grey or (H, W, 3) RGB images in [0, 1];
+             titles listed in ``signed`` are shown with a diverging colormap
+             around 0; 1-D arrays are drawn as bar charts.
+    numbers: label -> already formatted text (e.g. ``f"{p:.2f}"``).
+    """
+
+    images: Mapping[str, np.ndarray] = field(default_factory=dict)
+    numbers: Mapping[str, str] = field(default_factory=dict)
+
+
+def _as_array(value) -> np.ndarray:
+    if hasattr(value, "detach"):
+        value = value.detach().cpu().numpy()
+    array = np.asarray(value, dtype=np.float64)
+    if array.ndim == 3 and array.shape[0] in (1, 3) and array.shape[-1] not in (1, 3):
+        array = np.moveaxis(array, 0, -1)  # CHW -> HWC
+    if array.ndim == 3 and array.shape[-1] == 1:
+        array = array[..., 0]
+    return array
+
+
+def _diverging(values: np.ndarray, scale: float) -> np.ndarray:
+    """Map signed values to RGB: blue (negative), white (0), red (positive)."""
+    t = np.clip(values / (scale if scale > 0 else 1.0), -1.0, 1.0)
+    red = np.where(t < 0, 1.0 + t, 1.0)
+    blue = np.where(t > 0, 1.0 - t, 1.0)
+    green = 1.0 - np.abs(t)
+    return np.stack([red, green, blue], axis=-1)
+
+
+def _png(rgb_or_grey: np.ndarray, display_px: int) -> bytes:
+    data = np.clip(rgb_or_grey, 0.0, 1.0)
+    image = Image.fromarray(np.round(data * 255).astype(np.uint8))
+    scale = max(1, display_px // max(image.size))
+    if scale > 1:  # keep pixels crisp: a digit's pixels are the point of the picture
+        image = image.resize((image.size[0] * scale, image.size[1] * scale), Image.NEAREST)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", optimize=True)
+    return buffer.getvalue()
+
+
+def _bars_png(values: np.ndarray, ylim: tuple[float, float], title: str) -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib.figure import Figure
+
+    from .style import PALETTE
+
+    fig = Figure(figsize=(2.6, 1.8), dpi=80)
+    ax = fig.add_subplot()
+    colours = [PALETTE["positive"] if v >= 0 else PALETTE["negative"] for v in values]
+    ax.bar(np.arange(len(values)), values, color=colours)
+    ax.axhline(0, color="0.3", lw=0.8)
+    ax.set_ylim(*ylim)
+    ax.set_xticks(np.arange(len(values)))
+    ax.tick_params(labelsize=7)
+    fig.tight_layout(pad=0.3)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+class _Renderer:
+    """Turns Frames into PNG bytes with scales fixed across all frames."""
+
+    def __init__(self, signed: Sequence[str], signed_scale: float | None, display_px: int):
+        self.signed = set(signed)
+        self.signed_scale = signed_scale
+        self.display_px = display_px
+        self.bar_limits: dict[str, tuple[float, float]] = {}
+
+    def fit(self, frames: Sequence[Frame]) -> None:
+        signed_max = 0.0
+        for frame in frames:
+            for title, value in frame.images.items():
+                array = _as_array(value)
+                if array.ndim == 1:
+                    low, high = self.bar_limits.get(title, (0.0, 0.0))
+                    self.bar_limits[title] = (min(low, array.min()), max(high, array.max()))
+                elif title in self.signed:
+                    signed_max = max(signed_max, float(np.abs(array).max()))
+        self.bar_limits = {t: (lo - 0.1 * (hi - lo) - 1e-9, hi + 0.1 * (hi - lo) + 1e-9) for t, (lo, hi) in self.bar_limits.items()}
+        if self.signed_scale is None:
+            self.signed_scale = signed_max
+
+    def png(self, title: str, value) -> bytes:
+        array = _as_array(value)
+        if array.ndim == 1:
+            return _bars_png(array, self.bar_limits.get(title, (array.min() - 1, array.max() + 1)), title)
+        if title in self.signed:
+            return _png(_diverging(array, self.signed_scale or 0.0), self.display_px)
+        return _png(array, self.display_px)
+
+
+def _check_frame(frame, eps: float) -> Frame:
+    if not isinstance(frame, Frame):
+        raise ValueError(f"compute({eps}) must return an advex.Frame, got {type(frame).__name__}")
+    return frame
+
+
+_SCRIPT = """
+(function () {
+  var root = document.getElementById(%(id)s);
+  if (!root || root.dataset.ready) { return; }
+  root.dataset.ready = "1";
+  var data = JSON.parse(root.querySelector("script.advex-frames").textContent);
+  var input = root.querySelector("input.advex-range");
+  var epsText = root.querySelector("output.advex-eps");
+  function show(i) {
+    var frame = data.frames[i];
+    epsText.textContent = data.eps_text[i];
+    root.querySelectorAll("img[data-panel]").forEach(function (img) {
+      img.src = "data:image/png;base64," + frame.images[+img.dataset.panel];
+    });
+    root.querySelectorAll("[data-number]").forEach(function (cell) {
+      cell.textContent = frame.numbers[+cell.dataset.number];
+    });
+  }
+  input.addEventListener("input", function () { show(+input.value); });
+  show(+input.value);
+})();
+"""
+
+
+class SliderView:
+    """Displayable result of :func:`eps_slider` (see the module docstring)."""
+
+    def __init__(self, compute, eps_values, label, title, signed, signed_scale, display_px, live, eps_format):
+        self.compute = compute
+        self.eps_values = list(eps_values)
+        self.label = label
+        self.title = title
+        self.eps_format = eps_format
+        self.live = live
+        self.frames = [_check_frame(compute(eps), eps) for eps in self.eps_values]
+        self.panel_titles = list(self.frames[0].images)
+        self.number_labels = list(self.frames[0].numbers)
+        for eps, frame in zip(self.eps_values, self.frames):
+            if list(frame.images) != self.panel_titles or list(frame.numbers) != self.number_labels:
+                raise ValueError(f"compute({eps}) returned different image titles or number labels than compute({self.eps_values[0]})")
+        self.renderer = _Renderer(signed, signed_scale, display_px)
+        self.renderer.fit(self.frames)
+        self._widget = None
+
+    # -- static form -------------------------------------------------------
+    def frame_data(self) -> dict:
+        """The JSON embedded in the static HTML (also used by the tests)."""
+        return {
+            "eps": self.eps_values,
+            "eps_text": [format(e, self.eps_format) for e in self.eps_values],
+            "frames": [
+                {
+                    "images": [base64.b64encode(self.renderer.png(t, f.images[t])).decode() for t in self.panel_titles],
+                    "numbers": [str(f.numbers[k]) for k in self.number_labels],
+                }
+                for f in self.frames
+            ],
+        }
+
+    def to_html(self) -> str:
+        data = self.frame_data()
+        payload = json.dumps(data, separators=(",", ":"))
+        dom_id = "advex-slider-" + hashlib.sha256(payload.encode()).hexdigest()[:12]
+        first = data["frames"][0]
+        panels = "".join(
+            f'<figure style="margin:0;text-align:center"><img data-panel="{i}" alt="{html.escape(t)}" '
+            f'src="data:image/png;base64,{first["images"][i]}" style="max-width:100%;image-rendering:pixelated">'
+            f'<figcaption style="font-size:0.85em">{html.escape(t)}</figcaption></figure>'
+            for i, t in enumerate(self.panel_titles)
+        )
+        rows = "".join(
+            f'<tr><th style="text-align:left;padding-right:1em">{html.escape(k)}</th>'
+            f'<td data-number="{i}" style="font-family:monospace">{html.escape(first["numbers"][i])}</td></tr>'
+            for i, k in enumerate(self.number_labels)
+        )
+        heading = f'<div style="font-weight:bold">{html.escape(self.title)}</div>' if self.title else ""
+        return (
+            f'<div class="advex-slider" id="{dom_id}" style="border:1px solid #ccc;border-radius:6px;padding:0.6em;margin:0.5em 0">'
+            f"{heading}"
+            f'<label style="display:flex;gap:0.6em;align-items:center">{html.escape(self.label)} = '
+            f'<output class="advex-eps" style="font-family:monospace;min-width:4em">{data["eps_text"][0]}</output>'
+            f'<input class="advex-range" type="range" min="0" max="{len(self.eps_values) - 1}" step="1" value="0" '
+            f'aria-label="{html.escape(self.label)}" style="flex:1"></label>'
+            f'<div style="display:flex;flex-wrap:wrap;gap:0.8em;align-items:flex-end;margin-top:0.4em">{panels}'
+            f'<table class="advex-numbers" style="margin-left:0.5em">{rows}</table></div>'
+            f'<script type="application/json" class="advex-frames">{payload}</script>'
+            f"<script>{_SCRIPT % {'id': json.dumps(dom_id)}}</script></div>"
+        )
+
+    # -- live form ---------------------------------------------------------
+    def widget(self):
+        """The ipywidgets control that recomputes ``compute(eps)`` as the reader drags."""
+        if self._widget is None:
+            import ipywidgets as widgets
+
+            grid = self.eps_values
+            step = min(np.diff(grid)) if len(grid) > 1 else 0.01
+            slider = widgets.FloatSlider(
+                value=grid[0], min=min(grid), max=max(grid), step=float(step) / 4,
+                description=self.label, readout_format=self.eps_format.lstrip(":") or ".3f",
+                continuous_update=True, layout=widgets.Layout(width="95%"),
+            )
+            images = [widgets.Image(format="png", layout=widgets.Layout(max_width="260px")) for _ in self.panel_titles]
+            captions = [widgets.VBox([img, widgets.HTML(f"<center>{html.escape(t)}</center>")]) for img, t in zip(images, self.panel_titles)]
+            numbers = widgets.HTML()
+
+            def update(change=None):
+                eps = check_eps(slider.value, "eps")
+                frame = _check_frame(self.compute(eps), eps)
+                for img, t in zip(images, self.panel_titles):
+                    img.value = self.renderer.png(t, frame.images[t])
+                numbers.value = "<table>" + "".join(
+                    f"<tr><th style='text-align:left;padding-right:1em'>{html.escape(k)}</th>"
+                    f"<td style='font-family:monospace'>{html.escape(str(frame.numbers[k]))}</td></tr>"
+                    for k in self.number_labels
+                ) + "</table>"
+
+            slider.observe(update, names="value")
+            update()
+            children = [widgets.HTML(f"<b>{html.escape(self.title)}</b>")] if self.title else []
+            self._widget = widgets.VBox(children + [slider, widgets.HBox(captions + [numbers])])
+        return self._widget
+
+    def _repr_mimebundle_(self, include=None, exclude=None):
+        bundle = {"text/plain": f"<advex ε slider: {len(self.eps_values)} frames>", "text/html": self.to_html()}
+        if self.live:
+            try:
+                live_bundle = self.widget()._repr_mimebundle_()
+            except Exception:  # no ipywidgets comm (plain Python): the static form still works
+                live_bundle = None
+            if live_bundle:
+                bundle["application/vnd.jupyter.widget-view+json"] = live_bundle["application/vnd.jupyter.widget-view+json"]
+        return bundle
+
+
+def eps_slider(
+    compute: Callable[[float], Frame],
+    eps_values: Sequence[float],
+    *,
+    label: str = "ε",
+    title: str = "",
+    signed: Sequence[str] = (),
+    signed_scale: float | None = None,
+    display_px: int = 168,
+    live: bool = True,
+    eps_format: str = ".3f",
+) -> SliderView:
+    """Show ``compute(eps)`` for ε along a slider, live in Jupyter and static in the HTML book.
+
+    compute:     ε -> :class:`Frame` (images and formatted numbers).
+    eps_values:  the grid precomputed for the static page (strictly increasing, each >= 0);
+                 the live slider covers the same range in finer steps.
+    signed:      image titles drawn with a diverging colormap (perturbations).
+    signed_scale: the colour scale of signed images; default: their largest |value| over the grid.
+    """
+    values = [check_eps(e, "eps_values") for e in eps_values]
+    if not values:
+        raise ValueError("eps_values must hold at least one value")
+    if any(b <= a for a, b in zip(values, values[1:])):
+        raise ValueError("eps_values must be strictly increasing")
+    if not callable(compute):
+        raise ValueError("compute must be a function eps -> Frame")
+    return SliderView(compute, values, label, title, signed, signed_scale, display_px, live, eps_format)

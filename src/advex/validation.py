@@ -1,0 +1,90 @@
+"""Argument checks shared by attacks, models and plots.
+
+Every check raises ``ValueError`` that names the argument and says what is
+allowed: nothing is silently clipped or ignored.
+"""
+from __future__ import annotations
+
+import math
+from numbers import Real
+
+import numpy as np
+import torch
+
+_NORMS = ("inf", "2")
+
+
+def check_eps(eps, name: str = "eps") -> float:
+    """A perturbation size: a finite real number >= 0."""
+    if isinstance(eps, bool) or not isinstance(eps, (Real, np.floating, np.integer)):
+        if isinstance(eps, torch.Tensor) and eps.numel() == 1:
+            eps = eps.item()
+        else:
+            raise ValueError(f"{name} must be a real number >= 0, got {eps!r}")
+    eps = float(eps)
+    if math.isnan(eps) or math.isinf(eps):
+        raise ValueError(f"{name} must be finite and >= 0, got {eps}")
+    if eps < 0:
+        raise ValueError(f"{name} must be >= 0, got {eps}")
+    return eps
+
+
+def check_positive_int(value, name: str) -> int:
+    """An integer >= 1 (a number of steps, restarts, samples ...)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    return int(value)
+
+
+def check_norm(norm) -> str:
+    """'inf' (also accepts float('inf'), np.inf, 'linf') or '2' (also 2, 'l2')."""
+    key = str(norm).lower().removeprefix("l")
+    if key in ("inf", "nf"):
+        return "inf"
+    if key in ("2", "2.0"):
+        return "2"
+    raise ValueError(f"norm must be one of 'inf' or '2', got {norm!r}")
+
+
+def check_finite(x: torch.Tensor | np.ndarray, name: str) -> None:
+    """No NaN or infinity anywhere."""
+    finite = torch.isfinite(x).all() if isinstance(x, torch.Tensor) else np.isfinite(x).all()
+    if not bool(finite):
+        raise ValueError(f"{name} contains NaN or infinite values")
+
+
+def check_images(x: torch.Tensor, name: str = "x", low: float = 0.0, high: float = 1.0) -> None:
+    """A float tensor of images, finite, with every value inside [low, high]."""
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise ValueError(f"{name} must be a floating-point tensor with values in [{low}, {high}], got dtype {x.dtype}")
+    check_finite(x, name)
+    if x.numel() and (x.min() < low or x.max() > high):
+        raise ValueError(
+            f"{name} must lie in [{low}, {high}] (pixel units); got values in "
+            f"[{x.min().item():.4g}, {x.max().item():.4g}]"
+        )
+
+
+def check_shape(x, expected: tuple, name: str) -> None:
+    """``expected`` may hold None for 'any size' in that position."""
+    shape = tuple(x.shape)
+    if len(shape) != len(expected) or any(e is not None and e != s for e, s in zip(expected, shape)):
+        want = "(" + ", ".join("any" if e is None else str(e) for e in expected) + ")"
+        raise ValueError(f"{name} must have shape {want}, got {shape}")
+
+
+def check_labels(y: torch.Tensor, num_classes: int, batch_size: int | None = None, name: str = "y") -> None:
+    """Integer class labels in [0, num_classes)."""
+    if not isinstance(y, torch.Tensor) or y.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):
+        raise ValueError(f"{name} must be an integer torch.Tensor of class indices")
+    if y.dim() != 1:
+        raise ValueError(f"{name} must be one-dimensional (one label per example), got shape {tuple(y.shape)}")
+    if batch_size is not None and y.shape[0] != batch_size:
+        raise ValueError(f"{name} has {y.shape[0]} labels but the batch has {batch_size} examples")
+    if y.numel() and (y.min() < 0 or y.max() >= num_classes):
+        raise ValueError(
+            f"{name} must hold class indices in [0, {num_classes - 1}], got values in "
+            f"[{y.min().item()}, {y.max().item()}]"
+        )
