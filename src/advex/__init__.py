@@ -16,3 +16,9 @@ __all__ = [
     "Frame", "PALETTE", "cached_model", "data_dir", "describe_device", "eps_slider", "get_device",
     "home", "model_cache_dir", "seed_everything", "show_image", "show_signed", "use_book_style",
 ]
+
+from .attacks import fgsm  # noqa: E402
+from .progress import progress  # noqa: E402
+from .train import accuracy, predict, train_classifier  # noqa: E402
+
+__all__ += ["accuracy", "fgsm", "predict", "progress", "train_classifier"]

@@ -14,6 +14,7 @@ import hashlib
 import inspect
 import json
 import os
+import sys
 import tempfile
 import warnings
 from pathlib import Path
@@ -88,14 +89,14 @@ def cached_model(
             state = torch.load(path, map_location=device, weights_only=True)
             model.load_state_dict(state["model"])
             if verbose:
-                print(f"[advex] loaded cached model {name!r} ({path.name})")
+                print(f"[advex] loaded cached model {name!r} ({path.name})", file=sys.stderr)
             return model.eval()
         except Exception as err:  # any unreadable entry is retrained, never fatal
             warnings.warn(f"cached model {path} is unreadable ({err.__class__.__name__}: {err}); retraining it")
             path.unlink(missing_ok=True)
             model = build().to(device)
     if verbose:
-        print(f"[advex] training {name!r} on {device} (cache miss; saved for next time)")
+        print(f"[advex] training {name!r} on {device} (cache miss; saved for next time)", file=sys.stderr)
     train(model)
     state = {"model": {k: v.detach().cpu() for k, v in model.state_dict().items()}, "config": json.dumps(config, sort_keys=True)}
     atomic_torch_save(state, path)
