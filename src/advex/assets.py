@@ -116,6 +116,20 @@ def _asset(name: str) -> Asset:
     return ASSETS[name]
 
 
+def _problem(asset: Asset) -> tuple[str, str] | None:
+    """None when the asset is present and valid, else ('missing' | 'corrupted', message)."""
+    path = data_dir() / asset.filename
+    if not path.is_file():
+        return "missing", f"asset {asset.filename!r} is missing (looked for {path}); {FIX}"
+    actual = sha256_file(path)
+    if actual != asset.sha256:
+        return "corrupted", (
+            f"asset {asset.filename!r} at {path} is corrupted: sha256 {actual} "
+            f"but expected {asset.sha256}; delete it and {FIX}"
+        )
+    return None
+
+
 def asset_path(name: str) -> Path:
     """Path of a verified asset (``'mnist'``, ``'mobilenet_v2'`` or ``'imagenet_classes'``).
 
@@ -124,25 +138,16 @@ def asset_path(name: str) -> Path:
     error or an edited file must never silently change the book's results).
     """
     asset = _asset(name)
-    path = data_dir() / asset.filename
-    if not path.is_file():
-        raise AssetError(f"asset {asset.filename!r} is missing (looked for {path}); {FIX}")
-    actual = sha256_file(path)
-    if actual != asset.sha256:
-        raise AssetError(
-            f"asset {asset.filename!r} at {path} is corrupted: sha256 {actual} "
-            f"but expected {asset.sha256}; delete it and {FIX}"
-        )
-    return path
+    problem = _problem(asset)
+    if problem:
+        raise AssetError(problem[1])
+    return data_dir() / asset.filename
 
 
 def _status(asset: Asset) -> str:
     """'ok', 'missing' or 'corrupted'."""
-    try:
-        asset_path(asset.name)
-    except AssetError as err:
-        return "missing" if "missing" in str(err) else "corrupted"
-    return "ok"
+    problem = _problem(asset)
+    return problem[0] if problem else "ok"
 
 
 # --------------------------------------------------------------------------- MNIST conversion
@@ -228,6 +233,7 @@ def _atomic_write(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     try:
+        os.fchmod(fd, 0o644)  # readable like any downloaded file (mkstemp makes it 0600)
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
