@@ -91,7 +91,7 @@ def load_mnist_idx(folder: str | Path, split: str, device=None) -> tuple[torch.T
     not.  Any 28×28 idx data set works, e.g. Fashion-MNIST.
     """
     split = _check_split(split)
-    folder = Path(folder)
+    folder = Path(folder).expanduser()
     if not folder.is_dir():
         raise ValueError(f"folder must be an existing directory of idx files, got {str(folder)!r}")
     images = read_idx(_find_idx(folder, split, "images"), "images")
