@@ -71,3 +71,51 @@ def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, *, targ
     with attack_mode(model):
         grad = input_gradient(model, x, y, targeted)
     return (x + eps * grad.sign()).clamp(0.0, 1.0).detach()
+
+
+# --- building blocks shared by the iterative and minimal-perturbation attacks -------------------
+
+def _per_example(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Reshape one value per example so it broadcasts against a batch shaped like ``like``."""
+    return values.view(-1, *([1] * (like.dim() - 1)))
+
+
+def l2_norms(t: torch.Tensor) -> torch.Tensor:
+    """‖t_i‖₂ of every example of a batch."""
+    return t.flatten(1).norm(dim=1)
+
+
+def attack_succeeded(logits: torch.Tensor, y: torch.Tensor, targeted: bool) -> torch.Tensor:
+    """Per example: predicted class ≠ y (untargeted) or = y (targeted, ``y`` holds the targets)."""
+    predicted = logits.argmax(1)
+    return predicted == y if targeted else predicted != y
+
+
+def steepest_ascent(grad: torch.Tensor, norm: str) -> torch.Tensor:
+    """The unit-norm direction d maximising ⟨∇, d⟩: sign(∇) for L∞, ∇/‖∇‖₂ for L2."""
+    if norm == "inf":
+        return grad.sign()
+    return grad / _per_example(l2_norms(grad).clamp_min(1e-12), grad)
+
+
+def project(x_adv: torch.Tensor, x: torch.Tensor, eps: float, norm: str) -> torch.Tensor:
+    """Π onto {x' : ‖x' − x‖ ≤ ε} ∩ [0, 1]ᵈ (clipping to the box after the ball never leaves the ball)."""
+    delta = x_adv - x
+    if norm == "inf":
+        delta = delta.clamp(-eps, eps)
+    else:
+        delta = delta * _per_example((eps / l2_norms(delta).clamp_min(1e-12)).clamp(max=1.0), delta)
+    return (x + delta).clamp(0.0, 1.0)
+
+
+def random_offset(x: torch.Tensor, eps: float, norm: str, generator: torch.Generator) -> torch.Tensor:
+    """A uniform random point of the ε-ball (drawn on the CPU so a seed gives the same start on every device)."""
+    shape = x.shape
+    if norm == "inf":
+        offset = (2 * torch.rand(shape, generator=generator) - 1) * eps
+    else:  # uniform in the L2 ball: Gaussian direction, radius ε·u^(1/d)
+        direction = torch.randn(shape, generator=generator)
+        direction = direction / _per_example(l2_norms(direction).clamp_min(1e-12), direction)
+        radius = eps * torch.rand(shape[0], generator=generator) ** (1.0 / x[0].numel())
+        offset = direction * _per_example(radius, direction)
+    return offset.to(device=x.device, dtype=x.dtype)
