@@ -9,7 +9,6 @@ from torch import nn
 
 from advex.templates import (
     add_template,
-    basic_iterative_method,
     fgsm_direction,
     follow_local_template,
     linear_templates,
@@ -167,7 +166,7 @@ def test_one_step_of_a_linear_model_equals_add_template():
     assert torch.allclose(follow_local_template(model, x, 1, 0.1), add_template(x, template, 0.1), atol=1e-6)
 
 
-# --------------------------------------------------------------------------- FGSM direction and iterative FGSM
+# --------------------------------------------------------------------------- FGSM direction
 
 def test_fgsm_direction_is_the_sign_of_the_loss_gradient():
     model = linear_model()
@@ -180,26 +179,6 @@ def test_fgsm_direction_is_the_sign_of_the_loss_gradient():
     analytic = ((probs - onehot) @ model[1].weight).view_as(x)
     assert torch.equal(direction, analytic.sign())
 
-
-@pytest.mark.parametrize("targeted", [False, True])
-def test_basic_iterative_method_respects_box_and_ball(targeted):
-    model = linear_model()
-    x, y = images(), torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
-    before = x.clone()
-    x_adv = basic_iterative_method(model, x, y, 0.1, steps=7, step_size=0.04, targeted=targeted)
-    assert torch.equal(x, before)
-    assert x_adv.min() >= 0 and x_adv.max() <= 1
-    assert (x_adv - x).abs().max() <= 0.1 + 1e-6
-    assert no_parameter_grads(model)
-
-
-def test_basic_iterative_method_reaches_a_target_a_single_step_misses():
-    model = linear_model(seed=3)
-    x = torch.full((1, 1, 4, 4), 0.5)
-    scores = model(x)[0]
-    target = torch.tensor([int(scores.argmin())])
-    x_adv = basic_iterative_method(model, x, target, 0.5, steps=20, step_size=0.05, targeted=True)
-    assert model(x_adv).argmax(1).item() == target.item()
 
 
 # --------------------------------------------------------------------------- minimal flip size

@@ -175,37 +175,6 @@ def fgsm_direction(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, target
         return input_gradient(model, x.to(device), y.to(device), targeted).sign()
 
 
-def basic_iterative_method(
-    model: nn.Module,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    eps: float,
-    *,
-    steps: int = 10,
-    step_size: float | None = None,
-    targeted: bool = False,
-) -> torch.Tensor:
-    """Iterated FGSM, the "basic iterative method" (Kurakin, Goodfellow & Bengio 2017, §2.1).
-
-    x₀ = x,  x_{k+1} = Clip_{x,ε}(x_k + a · sign(∇ₓ J(θ, x_k, y))), where Clip_{x,ε}
-    projects onto the ε-ball around x and onto [0, 1]; the step a defaults to ε/4.
-    One FGSM step often cannot reach a *chosen* class at ε = 1/255; a few smaller
-    steps that re-read the gradient can.  With ``targeted=True``, ``y`` holds the
-    target classes and each step descends their loss.
-    """
-    eps = check_attack_inputs(model, x, y, eps)
-    steps = check_positive_int(steps, "steps")
-    step_size = eps / 4 if step_size is None else check_eps(step_size, "step_size")
-    device = _device_of(model)
-    x, y = x.to(device).detach(), y.to(device)
-    adversarial = x.clone()
-    with attack_mode(model):
-        for _ in range(steps):
-            step = step_size * input_gradient(model, adversarial, y, targeted).sign()
-            adversarial = torch.min(torch.max(adversarial + step, x - eps), x + eps).clamp(0.0, 1.0)
-    return adversarial.detach()
-
-
 # --------------------------------------------------------------------------- how large must a perturbation be?
 
 @torch.no_grad()
