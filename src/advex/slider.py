@@ -76,14 +76,12 @@ def _png(rgb_or_grey: np.ndarray, display_px: int) -> bytes:
 
 
 def _bars_png(values: np.ndarray, ylim: tuple[float, float], title: str) -> bytes:
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     from .style import PALETTE
 
-    fig = Figure(figsize=(2.6, 1.8), dpi=80)
+    fig = Figure(figsize=(2.3, 1.7), dpi=80)
     ax = fig.add_subplot()
     colours = [PALETTE["positive"] if v >= 0 else PALETTE["negative"] for v in values]
     ax.bar(np.arange(len(values)), values, color=colours)
@@ -92,8 +90,13 @@ def _bars_png(values: np.ndarray, ylim: tuple[float, float], title: str) -> byte
     ax.set_xticks(np.arange(len(values)))
     ax.tick_params(labelsize=7)
     fig.tight_layout(pad=0.3)
+    canvas = FigureCanvasAgg(fig)  # no pyplot: never touches the notebook's backend
+    canvas.draw()
+    rgba = np.asarray(canvas.buffer_rgba())
+    # A 16-colour palette keeps each chart at a few kB: the static page embeds every frame.
+    image = Image.fromarray(rgba[..., :3]).quantize(colors=16)
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
+    image.save(buffer, format="PNG", optimize=True)
     return buffer.getvalue()
 
 

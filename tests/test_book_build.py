@@ -1,0 +1,29 @@
+"""The whole book builds with warnings as errors, and its pages need no network."""
+import re
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def test_book_builds_with_zero_warnings(built_book):
+    assert (built_book / "index.html").exists()
+    assert (built_book / "chapters" / "01_a_dot_product_you_can_fool.html").exists()
+    assert (built_book / "_static" / "mathjax" / "tex-chtml.js").exists(), "MathJax must be served locally"
+
+
+def test_pages_load_no_remote_scripts_or_styles(built_book):
+    for page in built_book.rglob("*.html"):
+        text = page.read_text(encoding="utf-8")
+        remote = re.findall(r'<(?:script|link)[^>]+(?:src|href)="(https?://[^"]+)"', text)
+        assert remote == [], f"{page.name} loads {remote}"
+
+
+def test_paper_vs_book_shows_the_computed_values(built_book):
+    from advex import toy
+
+    html = (built_book / "book" / "paper_vs_book.html").read_text(encoding="utf-8")
+    text = re.sub(r"<[^>]+>", "", html)
+    assert "{glue" not in text and "::C0" not in text, "an unresolved glue reference"
+    p_before = toy.sigmoid(toy.score(toy.KARPATHY_W, toy.KARPATHY_X))
+    assert f"{p_before:.4f}" in text  # inserted from chapter 1's computation

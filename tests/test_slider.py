@@ -1,0 +1,87 @@
+"""The ε slider: static frames equal direct computation; bad arguments are refused."""
+import base64
+import json
+import re
+
+import numpy as np
+import pytest
+
+import advex
+from advex import toy
+from advex.slider import _diverging
+
+W, X = toy.KARPATHY_W, toy.KARPATHY_X
+
+
+def toy_frame(eps):
+    eta = toy.worst_case_linf(W, eps)
+    s = toy.score(W, X + eta)
+    return advex.Frame(images={"x": X, "η": eta, "x + η": X + eta}, numbers={"score": f"{s:.2f}", "P": f"{toy.sigmoid(s):.2f}"})
+
+
+GRID = np.round(np.arange(0, 1.0001, 0.05), 2)
+
+
+@pytest.fixture(scope="module")
+def view():
+    return advex.eps_slider(toy_frame, GRID)
+
+
+def test_static_frames_equal_direct_computation(view):
+    data = view.frame_data()
+    assert data["eps"] == list(GRID)
+    for eps, frame in zip(data["eps"], data["frames"]):
+        s = W @ (X + eps * np.sign(W))  # the frame's numbers, computed independently
+        assert frame["numbers"] == [f"{s:.2f}", f"{1 / (1 + np.exp(-s)):.2f}"]
+        for png in frame["images"]:
+            assert base64.b64decode(png).startswith(b"\x89PNG")
+    half = data["eps"].index(0.5)
+    assert data["frames"][half]["numbers"] == ["2.00", "0.88"]
+
+
+def test_html_embeds_the_frames_and_needs_no_network(view):
+    page = view.to_html()
+    payload = re.search(r'<script type="application/json" class="advex-frames">(.*?)</script>', page).group(1)
+    assert json.loads(payload) == view.frame_data()
+    assert "http://" not in page and "https://" not in page
+    again = advex.eps_slider(toy_frame, GRID[:3])
+    assert again.to_html() == advex.eps_slider(toy_frame, GRID[:3]).to_html(), "deterministic page (stable ids)"
+
+
+def test_bundle_offers_widget_and_static_forms():
+    bundle = advex.eps_slider(toy_frame, GRID[:2])._repr_mimebundle_()
+    assert "text/html" in bundle and "text/plain" in bundle
+    assert "application/vnd.jupyter.widget-view+json" in bundle
+
+
+def test_live_widget_recomputes_off_grid(view):
+    widget = view.widget()
+    slider, panels = widget.children
+    slider.value = 0.33  # not on the static grid: the live slider recomputes
+    numbers_html = panels.children[-1].value
+    assert f"{-3 + 10 * 0.33:.2f}" in numbers_html
+
+
+def test_signed_images_use_one_scale_across_frames():
+    frames = {e: advex.Frame(images={"η": np.full((2, 2), e)}, numbers={}) for e in (0.1, 0.2)}
+    view = advex.eps_slider(lambda e: frames[e], [0.1, 0.2], signed=["η"])
+    assert view.renderer.signed_scale == pytest.approx(0.2)
+    assert np.allclose(_diverging(np.array([0.0]), 1.0), [[1, 1, 1]])
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(eps_values=[]), "at least one"),
+    (dict(eps_values=[0.2, 0.1]), "strictly increasing"),
+    (dict(eps_values=[-0.1, 0.1]), "eps_values must be >= 0"),
+    (dict(eps_values=[0.0, float("nan")]), "eps_values must be finite"),
+])
+def test_bad_grids_raise(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        advex.eps_slider(toy_frame, **kwargs)
+
+
+def test_compute_must_return_consistent_frames():
+    with pytest.raises(ValueError, match="must return an advex.Frame"):
+        advex.eps_slider(lambda e: {"score": e}, [0.0])
+    with pytest.raises(ValueError, match="different image titles"):
+        advex.eps_slider(lambda e: advex.Frame(numbers={f"k{e}": "1"}), [0.0, 0.1])
