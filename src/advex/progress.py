@@ -14,8 +14,8 @@ from tqdm.std import tqdm
 
 def progress(iterable=None, **kwargs):
     """``tqdm`` with the book's defaults; disabled when ``ADVEX_PROGRESS=0``."""
-    disabled = os.environ.get("ADVEX_PROGRESS", "1") == "0"
+    disabled = kwargs.pop("disable", False) or os.environ.get("ADVEX_PROGRESS", "1") == "0"
     kwargs.setdefault("leave", False)
     kwargs.setdefault("file", sys.stderr)
     kwargs.setdefault("mininterval", 0.5)
-    return tqdm(iterable, disable=disabled or kwargs.pop("disable", False), **kwargs)
+    return tqdm(iterable, disable=disabled, **kwargs)
