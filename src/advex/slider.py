@@ -181,10 +181,16 @@ class SliderView:
         self.renderer = _Renderer(signed, signed_scale, display_px)
         self.renderer.fit(self.frames)
         self._widget = None
+        self._frame_data = None
 
     # -- static form -------------------------------------------------------
     def frame_data(self) -> dict:
-        """The JSON embedded in the static HTML (also used by the tests)."""
+        """The JSON embedded in the static HTML (also used by the tests); rendered once."""
+        if self._frame_data is None:
+            self._frame_data = self._render_frames()
+        return self._frame_data
+
+    def _render_frames(self) -> dict:
         return {
             "eps": self.eps_values,
             "eps_text": [format(e, self.eps_format) for e in self.eps_values],
