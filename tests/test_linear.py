@@ -21,6 +21,7 @@ from advex.linear import (
     l1_logistic_loss,
     logistic_loss,
     margin_drop,
+    margins,
     resample_images,
     worst_case_perturbation,
 )
@@ -50,6 +51,8 @@ def test_forward_is_logistic_regression():
     z = x.flatten(1) @ model.linear.weight[0] + model.linear.bias
     probs = advex.predict(model, x)
     assert torch.allclose(probs[:, 1], torch.sigmoid(z), atol=1e-6)
+    y01 = torch.tensor([0, 1] * 16)
+    assert torch.allclose(margins(model, x, y01), (2.0 * y01 - 1.0) * z, atol=1e-6)
     # cross-entropy of the two logits (0, z) is the softplus loss of the paper
     y = torch.ones(len(x), dtype=torch.long)
     assert torch.allclose(F.cross_entropy(model(x), y), logistic_loss(model, x, y), atol=1e-6)
@@ -218,9 +221,11 @@ def _glued_values(notebook: Path) -> dict[str, float]:
     for cell in cells:
         for output in cell.get("outputs", []):
             name = output.get("metadata", {}).get("scrapbook", {}).get("name")
-            if name is not None and "text/plain" in output.get("data", {}):
+            data = output.get("data", {})
+            text = data.get("text/plain", data.get("application/papermill.record/text/plain"))
+            if name is not None and text is not None:
                 try:
-                    values[name] = float(output["data"]["text/plain"])
+                    values[name] = float(text)
                 except ValueError:
                     pass
     return values

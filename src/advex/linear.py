@@ -116,8 +116,9 @@ def adversarial_penalty_weight(model: LogisticRegression, x: torch.Tensor, y: to
     off).  L1 weight decay pushes with the same weight λ on every example.
     """
     eps = check_eps(eps)
+    device = model.linear.weight.device
     with torch.no_grad():
-        margin = signed_labels(y) * model.logit(x)
+        margin = signed_labels(y).to(device) * model.logit(x.to(device))
         return torch.sigmoid(eps * model.l1_norm() - margin)
 
 
@@ -131,10 +132,18 @@ def worst_case_perturbation(model: LogisticRegression, y: torch.Tensor, eps: flo
     return -eps * signed_labels(y).to(direction.device).reshape(-1, 1, 1, 1) * direction
 
 
+def margins(model: LogisticRegression, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The margin m = y(wᵀx + b) of every image: positive exactly when it is classified correctly."""
+    device = model.linear.weight.device
+    with torch.no_grad():
+        return signed_labels(y).to(device) * model.logit(x.to(device))
+
+
 def margin_drop(model: LogisticRegression, x: torch.Tensor, x_adv: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """How much the margin y(wᵀx + b) fell from ``x`` to ``x_adv``, per image (ε‖w‖₁ at most)."""
+    device = model.linear.weight.device
     with torch.no_grad():
-        s = signed_labels(y).to(x.device)
+        x, x_adv, s = x.to(device), x_adv.to(device), signed_labels(y).to(device)
         return s * (model.logit(x) - model.logit(x_adv))
 
 
