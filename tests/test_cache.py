@@ -47,6 +47,12 @@ def test_key_changes_with_config_and_code(home):
     assert key == cache.cache_key("lin", {"lr": 0.1}, build)
 
 
+def test_key_changes_when_training_code_in_the_package_changes(home, monkeypatch):
+    key = cache.cache_key("lin", {"lr": 0.1}, build)
+    monkeypatch.setattr(cache, "_package_source_digest", lambda: "edited advex.linear")
+    assert cache.cache_key("lin", {"lr": 0.1}, build) != key
+
+
 def test_corrupted_entry_is_retrained_with_a_warning(home):
     train = TrainCounter()
     advex.cached_model("lin", {"seed": 1}, build, train)

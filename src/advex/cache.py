@@ -2,8 +2,9 @@
 
 A cache entry is keyed by everything that determines the trained weights: the
 model's name, its configuration (architecture and hyperparameters, seed, data
-description), the source code of the functions that build and train it, the
-device type it was trained on, and the torch version.  Entries are written
+description), the source code of the functions that build and train it and of
+every advex module they may call (models, losses, attacks, the training loop),
+the device type it was trained on, and the torch version.  Entries are written
 atomically (temporary file + ``os.replace``), loaded with
 ``torch.load(..., weights_only=True)``, and a corrupted entry is retrained with
 a warning instead of failing.
@@ -34,6 +35,24 @@ def _source_of(fn: Callable) -> str:
         return getattr(fn, "__qualname__", repr(fn))
 
 
+# Modules that only present results: editing them cannot change a trained model.
+_PRESENTATION_MODULES = {"slider.py", "style.py", "progress.py", "paths.py", "assets.py", "__init__.py"}
+
+
+def _package_source_digest() -> str:
+    """Digest of every advex module that can influence training (models, losses, attacks, loops).
+
+    Notebook code calls into advex (a model class, a loss, an attack used for
+    adversarial training), so the source of ``build``/``train`` alone is not
+    enough: a change anywhere in that code must invalidate the cache.
+    """
+    digest = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        if path.name not in _PRESENTATION_MODULES:
+            digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
 def cache_key(name: str, config: dict, *functions: Callable, device: torch.device | None = None) -> str:
     """A stable hex digest of everything that determines a trained model."""
     device = device or get_device()
@@ -41,6 +60,7 @@ def cache_key(name: str, config: dict, *functions: Callable, device: torch.devic
         "name": name,
         "config": config,
         "code": [_source_of(fn) for fn in functions],
+        "advex_code": _package_source_digest(),
         "device_type": device.type,
         "torch": torch.__version__.split("+")[0],
     }
