@@ -251,3 +251,30 @@ def test_sgd_loss_curve_flags_good_and_bad_learning_rates():
     assert sum(good[-20:]) / 20 < 0.8 * good[0]
     bad = sgd_loss_curve(build, x, y, lr=1e4, steps=50, batch_size=32)
     assert not sum(bad[-10:]) / 10 < 10 * good[0], "a huge learning rate must not look like training"
+
+
+# --------------------------------------------------------------------------- on the real ImageNet network
+
+@pytest.fixture(scope="module")
+def mobilenet():
+    from advex.assets import AssetError
+    from advex.imagenet import load_mobilenet_v2
+
+    try:
+        return load_mobilenet_v2(device="cpu")
+    except AssetError as err:
+        pytest.skip(f"MobileNetV2 weights missing: {err}")
+
+
+def test_goldfish_local_template_turns_the_cat_into_a_goldfish_within_alpha(mobilenet):
+    from advex.imagenet import class_index, load_photo
+
+    cat = load_photo("chelsea")[None]
+    goldfish = class_index("goldfish")
+    fooled = follow_local_template(mobilenet, cat, goldfish, alpha=0.05, steps=5)
+    assert fooled.min() >= 0 and fooled.max() <= 1
+    assert (fooled - cat).abs().max() <= 0.05 + 1e-6
+    with torch.no_grad():
+        assert mobilenet(cat).argmax(1).item() != goldfish
+        assert mobilenet(fooled).argmax(1).item() == goldfish
+    assert no_parameter_grads(mobilenet)
