@@ -107,10 +107,10 @@ ARCHITECTURES = {
 #: Training settings that train each model in seconds to a minute on two CPU cores.
 DEFAULT_TRAINING = {
     "softmax": {"train_size": 60000, "epochs": 3, "lr": 1e-3, "batch_size": 128},
-    "maxout": {"train_size": 20000, "epochs": 3, "lr": 1e-3, "batch_size": 128},
-    "cnn": {"train_size": 30000, "epochs": 2, "lr": 1e-3, "batch_size": 128},
-    "gru": {"train_size": 20000, "epochs": 3, "lr": 3e-3, "batch_size": 128},
-    "lstm": {"train_size": 20000, "epochs": 3, "lr": 3e-3, "batch_size": 128},
+    "maxout": {"train_size": 20000, "epochs": 2, "lr": 1e-3, "batch_size": 128},
+    "cnn": {"train_size": 20000, "epochs": 2, "lr": 1e-3, "batch_size": 128},
+    "gru": {"train_size": 12000, "epochs": 3, "lr": 3e-3, "batch_size": 128},
+    "lstm": {"train_size": 12000, "epochs": 3, "lr": 3e-3, "batch_size": 128},
 }
 
 

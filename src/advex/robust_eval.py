@@ -56,7 +56,7 @@ def robust_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: flo
     device = next(model.parameters()).device
     start = time.perf_counter()
     robust, clean, gradients = [], [], 0
-    for first in progress(range(0, len(x), batch_size), desc=f"PGD-{steps} robust accuracy", disable=len(x) <= batch_size):
+    for first in progress(range(0, len(x), batch_size), desc=f"PGD-{steps} robust accuracy"):
         xb, yb = x[first:first + batch_size].to(device), y[first:first + batch_size].to(device)
         correct = _correct(model, xb, yb)
         attacked = correct.nonzero().flatten() if early_stop else torch.arange(len(xb), device=device)
