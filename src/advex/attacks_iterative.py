@@ -71,8 +71,14 @@ def _ascend(model, x, y, start, best: _Best, index, *, eps, norm, steps, step_si
 
 def pgd_with_stats(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, *, norm="inf", steps: int = 40,
                    step_size: float | None = None, random_start: bool = True, restarts: int = 1, targeted: bool = False,
-                   early_stop: bool = False, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """:func:`pgd`, also returning per-example success and the number of per-example gradients computed."""
+                   early_stop: bool = False, seed: int = 0, already_lost: torch.Tensor | None = None
+                   ) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """:func:`pgd`, also returning per-example success and the number of per-example gradients computed.
+
+    already_lost: with ``early_stop``, examples (bool mask) counted as successes without being attacked
+    (e.g. misclassified when clean).  The random starts are still drawn for the whole batch, so every
+    other example gets exactly the starts it would get without the mask.
+    """
     eps = check_attack_inputs(model, x, y, eps)
     norm = check_norm(norm)
     steps = check_positive_int(steps, "steps")
@@ -82,6 +88,8 @@ def pgd_with_stats(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: floa
     x, y = x.to(device), y.to(device)
     generator = torch.Generator().manual_seed(seed)
     best, gradients = _Best.empty(x), 0
+    if already_lost is not None and early_stop:
+        best.success |= already_lost.to(device)
     with attack_mode(model):
         for _ in range(restarts):
             start = x + random_offset(x, eps, norm, generator) if random_start else x

@@ -59,13 +59,13 @@ def robust_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: flo
     for first in progress(range(0, len(x), batch_size), desc=f"PGD-{steps} robust accuracy"):
         xb, yb = x[first:first + batch_size].to(device), y[first:first + batch_size].to(device)
         correct = _correct(model, xb, yb)
-        attacked = correct.nonzero().flatten() if early_stop else torch.arange(len(xb), device=device)
         survived = torch.zeros_like(correct)
-        if len(attacked):
+        if correct.any() or not early_stop:
+            # the whole batch goes in so that random starts do not depend on which examples are skipped
             _, success, used = pgd_with_stats(
-                model, xb[attacked], yb[attacked], eps, norm=norm, steps=steps, step_size=step_size,
-                random_start=random_start, restarts=restarts, early_stop=early_stop, seed=seed + first)
-            survived[attacked] = ~success
+                model, xb, yb, eps, norm=norm, steps=steps, step_size=step_size, random_start=random_start,
+                restarts=restarts, early_stop=early_stop, seed=seed + first, already_lost=~correct)
+            survived = ~success
             gradients += used
         robust.append((correct & survived).cpu())
         clean.append(correct.cpu())
