@@ -24,7 +24,6 @@ import argparse
 import gzip
 import hashlib
 import io
-import os
 import pickle
 import subprocess
 import sys
@@ -35,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .paths import data_dir
+from .paths import atomic_write, data_dir
 
 FIX = "run: python -m advex.assets fetch"
 
@@ -230,18 +229,7 @@ def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
 # --------------------------------------------------------------------------- fetching
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o644)  # readable like any downloaded file (mkstemp makes it 0600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda handle: handle.write(data))
 
 
 def _download_wheels(assets: list[Asset], dest: Path, find_links: Path | None) -> dict[str, Path]:

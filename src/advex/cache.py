@@ -14,9 +14,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
-import os
 import sys
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Callable
@@ -25,7 +23,7 @@ import torch
 from torch import nn
 
 from .device import get_device
-from .paths import model_cache_dir
+from .paths import atomic_write, model_cache_dir
 
 
 def _source_of(fn: Callable) -> str:
@@ -70,17 +68,7 @@ def cache_key(name: str, config: dict, *functions: Callable, device: torch.devic
 
 def atomic_torch_save(obj, path: Path) -> None:
     """Write ``obj`` with ``torch.save`` so that readers never see a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(obj, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda handle: torch.save(obj, handle))
 
 
 def cached_model(
