@@ -1,0 +1,55 @@
+"""Every chapter follows the book's shape (see book/style_guide.md).
+
+What you will learn, a seeded first cell, an ε slider, a figure, a summary, at least four
+exercises each with a solution, references, glued (not typed) claim values, and at least
+one cell whose output nbval compares.
+"""
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+CHAPTERS = sorted((Path(__file__).resolve().parents[1] / "chapters").glob("[0-9][0-9]_*.ipynb"))
+TOC = (Path(__file__).resolve().parents[1] / "_toc.yml").read_text()
+
+
+def load(path):
+    notebook = json.loads(path.read_text(encoding="utf-8"))
+    markdown = "\n".join("".join(c["source"]) for c in notebook["cells"] if c["cell_type"] == "markdown")
+    code_cells = [c for c in notebook["cells"] if c["cell_type"] == "code"]
+    return notebook, markdown, code_cells
+
+
+def test_there_are_chapters():
+    assert len(CHAPTERS) >= 1
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_chapter_shape(path):
+    notebook, markdown, code_cells = load(path)
+    assert notebook["metadata"]["kernelspec"]["name"] == "python3"
+    assert f"chapters/{path.stem}" in TOC, "chapter missing from _toc.yml"
+    assert "What you will learn" in markdown
+    first_code = "".join(code_cells[0]["source"])
+    assert "seed_everything(" in first_code and "use_book_style()" in first_code
+    sources = ["".join(c["source"]) for c in code_cells]
+    assert any("eps_slider(" in s for s in sources), "no ε slider"
+    slider_cells = [c for c in code_cells if "eps_slider(" in "".join(c["source"])]
+    assert all("nbval-ignore-output" in c.get("metadata", {}).get("tags", []) for c in slider_cells)
+    assert any(o.get("data", {}).get("image/png") for c in code_cells for o in c.get("outputs", [])), "no figure"
+    assert re.search(r"^## Summary", markdown, re.M)
+    exercises = re.findall(r":label: (\S+)", markdown)
+    solutions = re.findall(r"\{solution\} (\S+)", markdown)
+    assert len(exercises) >= 4 and set(exercises) <= set(solutions), "≥ 4 exercises, each with a solution"
+    assert markdown.count("{cite:") >= 2, "cite the sources"
+    assert any("nbval-check-output" in c.get("metadata", {}).get("tags", []) for c in code_cells)
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_claims_in_prose_are_glued(path):
+    """Every claim key (C01 ...) pasted in the prose is glued by a code cell of the same chapter."""
+    _, markdown, code_cells = load(path)
+    pasted = set(re.findall(r"\{glue(?::\w+)?\}`(C\d\d_\w+?)(?::[^`]*)?`", markdown))
+    glued = set(re.findall(r"glue\(\s*[\"'](C\d\d_\w+)[\"']", "\n".join("".join(c["source"]) for c in code_cells)))
+    assert pasted <= glued, f"pasted but never glued: {sorted(pasted - glued)}"
