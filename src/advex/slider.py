@@ -210,7 +210,7 @@ class SliderView:
         first = data["frames"][0]
         panels = "".join(
             f'<figure style="margin:0;text-align:center"><img data-panel="{i}" alt="{html.escape(t)}" '
-            f'src="data:image/png;base64,{first["images"][i]}" style="max-width:100%;image-rendering:pixelated">'
+            f'src="data:image/png;base64,{first["images"][i]}" style="max-width:100%;image-rendering:pixelated;border:1px solid #ccc">'
             f'<figcaption style="font-size:0.85em">{html.escape(t)}</figcaption></figure>'
             for i, t in enumerate(self.panel_titles)
         )
