@@ -74,6 +74,9 @@ def test_check_labels_and_shapes():
         validation.check_labels(torch.tensor([0, 10]), 10)
     with pytest.raises(ValueError, match="2 labels but the batch has 3"):
         validation.check_labels(torch.tensor([0, 1]), 10, batch_size=3)
+    validation.check_labels(torch.tensor([0, 12]), None)
+    with pytest.raises(ValueError, match="y must hold non-negative class indices"):
+        validation.check_labels(torch.tensor([-1, 2]), None)
     with pytest.raises(ValueError, match="one-dimensional"):
         validation.check_labels(torch.zeros(2, 2, dtype=torch.long), 10)
     with pytest.raises(ValueError, match=r"x must have shape \(any, 1, 28, 28\)"):
@@ -90,3 +93,14 @@ def test_check_norm_rejects_unknown():
         validation.check_norm(1)
     with pytest.raises(ValueError, match="steps must be an integer >= 1"):
         validation.check_positive_int(0, "steps")
+
+
+def test_probing_a_training_model_for_its_class_count_changes_nothing():
+    from torch import nn
+
+    from advex.attacks import num_classes_of
+
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.Flatten(), nn.Linear(2 * 4 * 4, 7)).train()
+    before = model[1].running_mean.clone()
+    assert num_classes_of(model, torch.rand(3, 1, 6, 6)) == 7
+    assert torch.equal(model[1].running_mean, before) and model.training

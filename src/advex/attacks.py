@@ -35,9 +35,14 @@ def attack_mode(model: nn.Module):
 
 
 def num_classes_of(model: nn.Module, x: torch.Tensor) -> int:
-    """Number of outputs of ``model`` (one forward pass on one example)."""
-    with torch.no_grad():
-        return model(x[:1]).shape[1]
+    """Number of outputs of ``model`` (one forward pass on one example).
+
+    Runs in eval mode, so that probing a model in training mode neither updates its
+    batch-norm statistics nor draws dropout masks.
+    """
+    device = next(model.parameters()).device
+    with attack_mode(model), torch.no_grad():
+        return model(x[:1].to(device)).shape[1]
 
 
 def check_attack_inputs(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float) -> float:

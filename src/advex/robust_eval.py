@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .attacks import num_classes_of
 from .attacks_iterative import pgd_with_stats
 from .progress import progress
 from .validation import check_images, check_labels, check_positive_int
@@ -51,7 +52,7 @@ def robust_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: flo
     early_stop=False: the plain loop: every example, all ``steps`` × ``restarts`` steps.
     """
     check_images(x, "x")
-    check_labels(y, num_classes=10**9, batch_size=x.shape[0], name="y")
+    check_labels(y, num_classes=num_classes_of(model, x), batch_size=x.shape[0], name="y")
     batch_size = check_positive_int(batch_size, "batch_size")
     device = next(model.parameters()).device
     start = time.perf_counter()

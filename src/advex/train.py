@@ -41,7 +41,7 @@ def train_classifier(
     if optimizer not in ("adam", "sgd"):
         raise ValueError(f"optimizer must be 'adam' or 'sgd', got {optimizer!r}")
     device = next(model.parameters()).device if any(True for _ in model.parameters()) else get_device()
-    check_labels(labels, num_classes=10**9, batch_size=images.shape[0], name="labels")
+    check_labels(labels, num_classes=None, batch_size=images.shape[0], name="labels")
     loss_fn = loss_fn or (lambda m, x, y: F.cross_entropy(m(x), y))
     params = [p for p in model.parameters() if p.requires_grad]
     opt = (torch.optim.Adam(params, lr=lr, weight_decay=weight_decay) if optimizer == "adam"
