@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .attacks import attack_mode, check_attack_inputs
+from .attacks import attack_mode, attack_succeeded, check_attack_inputs
 from .validation import check_positive_int
 
 
@@ -92,7 +92,7 @@ def one_pixel_exhaustive(model: nn.Module, x: torch.Tensor, y: torch.Tensor, val
     x, y = x.to(device), y.to(device)
     with attack_mode(model), torch.no_grad():
         x_adv = _best_one_pixel(model, x, y, values, batch_size)
-        success = model(x_adv).argmax(1) != y
+        success = attack_succeeded(model(x_adv), y, targeted=False)
     return x_adv, success
 
 
@@ -117,12 +117,12 @@ def greedy_pixels(model: nn.Module, x: torch.Tensor, y: torch.Tensor, max_pixels
     with attack_mode(model), torch.no_grad():
         x_adv = x.clone()
         pixels = torch.full((len(x),), max_pixels + 1, dtype=torch.long, device=device)
-        pixels[model(x).argmax(1) != y] = 0
+        pixels[attack_succeeded(model(x), y, targeted=False)] = 0
         for step in range(1, max_pixels + 1):
             active = (pixels > max_pixels).nonzero()[:, 0]
             if len(active) == 0:
                 break
             x_adv[active] = _best_one_pixel(model, x_adv[active], y[active], values, batch_size)
-            fooled = model(x_adv[active]).argmax(1) != y[active]
+            fooled = attack_succeeded(model(x_adv[active]), y[active], targeted=False)
             pixels[active[fooled]] = step
     return x_adv, pixels

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .attacks import attack_mode, check_attack_inputs, input_gradient, num_classes_of
+from .attacks import attack_mode, attack_succeeded, check_attack_inputs, input_gradient, num_classes_of
 from .train import predict
 from .validation import check_eps, check_images, check_labels, check_positive_int
 
@@ -211,8 +211,8 @@ def minimal_flip_size(
         if len(pending) == 0:
             break
         moved = (x[pending] + size * direction[pending].to(x.device)).clamp(0.0, 1.0)
-        predicted = predict(model, moved, batch_size).argmax(1).cpu()
-        success = predicted == target[pending].cpu() if target is not None else predicted != y[pending].cpu()
+        goal = target if target is not None else y
+        success = attack_succeeded(predict(model, moved, batch_size).cpu(), goal[pending].cpu(), targeted=target is not None)
         result[pending[success]] = size
     return result
 
