@@ -40,7 +40,8 @@ def train_classifier(
         raise ValueError(f"lr must be > 0, got {lr!r}")
     if optimizer not in ("adam", "sgd"):
         raise ValueError(f"optimizer must be 'adam' or 'sgd', got {optimizer!r}")
-    device = next(model.parameters()).device if any(True for _ in model.parameters()) else get_device()
+    first_parameter = next(model.parameters(), None)
+    device = first_parameter.device if first_parameter is not None else get_device()
     check_labels(labels, num_classes=None, batch_size=images.shape[0], name="labels")
     loss_fn = loss_fn or (lambda m, x, y: F.cross_entropy(m(x), y))
     params = [p for p in model.parameters() if p.requires_grad]
