@@ -13,4 +13,4 @@ fi
 python -m pip install --quiet --upgrade pip
 python -m pip install --quiet -r requirements.txt
 python -m pip install --quiet --no-deps -e .
-python -m advex.assets fetch
+python -m advex.data.assets fetch

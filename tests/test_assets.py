@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from advex import assets
-from advex.assets import AssetError, asset_path
-from advex.mnist import MNIST_CLASSES, load_mnist, load_mnist_idx, read_idx
+from advex.data import assets
+from advex.data.assets import AssetError, asset_path
+from advex.data.mnist import MNIST_CLASSES, load_mnist, load_mnist_idx, read_idx
 
 
 @pytest.fixture
@@ -28,7 +28,7 @@ def test_missing_asset_names_file_and_fix(fake_home):
         asset_path("mnist")
     message = str(info.value)
     assert "mnist.npz" in message and "missing" in message
-    assert "python -m advex.assets fetch" in message
+    assert "python -m advex.data.assets fetch" in message
 
 
 def test_corrupted_asset_names_both_hashes_and_fix(fake_home):
@@ -39,7 +39,7 @@ def test_corrupted_asset_names_both_hashes_and_fix(fake_home):
     actual = assets.sha256_file(fake_home / "imagenet_class_names.json")
     assert "imagenet_class_names.json" in message and "corrupted" in message
     assert actual in message and assets.ASSETS["imagenet_classes"].sha256 in message
-    assert "python -m advex.assets fetch" in message
+    assert "python -m advex.data.assets fetch" in message
     assert issubclass(AssetError, RuntimeError)
 
 

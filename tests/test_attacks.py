@@ -13,10 +13,8 @@ from hypothesis import strategies as st
 from torch import nn
 from torch.nn import functional as F
 
-from advex.attacks import fgsm
-from advex.attacks_iterative import bim, bim_steps, pgd, pgd_with_stats
-from advex.attacks_minimal import deepfool, lbfgs_attack
-from advex.robust_eval import robust_accuracy
+from advex.attacks import bim, bim_steps, deepfool, fgsm, lbfgs_attack, pgd, pgd_with_stats
+from advex.evaluate import robust_accuracy
 
 # tiny models gain nothing from threads, and a busy 2-core machine loses a lot to them
 torch.set_num_threads(1)

@@ -1,4 +1,4 @@
-"""Tests of the L0 attacks (advex.attacks_sparse) on tiny models and 1×6×6 images."""
+"""Tests of the L0 attacks (advex.attacks.sparse) on tiny models and 1×6×6 images."""
 from __future__ import annotations
 
 import itertools
@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from advex.attacks_sparse import greedy_pixels, one_pixel_exhaustive
+from advex.attacks.sparse import greedy_pixels, one_pixel_exhaustive
 
 torch.set_num_threads(1)
 

@@ -20,7 +20,7 @@ def test_pages_load_no_remote_scripts_or_styles(built_book):
 
 
 def test_paper_vs_book_shows_the_computed_values(built_book):
-    from advex import toy
+    from advex.theory import toy
 
     html = (built_book / "book" / "paper_vs_book.html").read_text(encoding="utf-8")
     text = re.sub(r"<[^>]+>", "", html)

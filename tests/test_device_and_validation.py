@@ -98,7 +98,7 @@ def test_check_norm_rejects_unknown():
 def test_probing_a_training_model_for_its_class_count_changes_nothing():
     from torch import nn
 
-    from advex.attacks import num_classes_of
+    from advex.attacks.core import num_classes_of
 
     model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.Flatten(), nn.Linear(2 * 4 * 4, 7)).train()
     before = model[1].running_mean.clone()

@@ -6,10 +6,9 @@ import pytest
 import torch
 from PIL import Image
 
-from advex.imagenet import (
-    MobileNetV2, PHOTOS, class_index, imagenet_class_names, load_mobilenet_v2, load_photo, preprocess, top_k,
-)
-from advex.assets import asset_path
+from advex.data.photos import PHOTOS, load_photo, preprocess
+from advex.models.imagenet import MobileNetV2, class_index, imagenet_class_names, load_mobilenet_v2, top_k
+from advex.data.assets import asset_path
 
 DOMESTIC_CATS = range(281, 286)  # tabby, tiger cat, Persian, Siamese, Egyptian cat
 

@@ -10,21 +10,11 @@ import torch
 from torch.nn import functional as F
 
 import advex
-from advex.linear import (
-    LogisticRegression,
-    SoftmaxRegression,
-    adversarial_logistic_loss,
-    adversarial_penalty_weight,
-    binary_digits,
-    fgsm_error_and_confidence,
-    gaussian_rubbish,
-    l1_logistic_loss,
-    logistic_loss,
-    margin_drop,
-    margins,
-    resample_images,
-    worst_case_perturbation,
-)
+from advex.data import binary_digits, gaussian_rubbish, resample_images
+from advex.evaluate import error_and_confidence
+from advex.losses import adversarial_logistic_loss, l1_logistic_loss, logistic_loss
+from advex.models import LogisticRegression, SoftmaxRegression
+from advex.theory.linear import adversarial_penalty_weight, margin_drop, margins, worst_case_perturbation
 
 CHAPTER = Path(__file__).resolve().parents[1] / "chapters" / "02_linear_models_on_mnist.ipynb"
 
@@ -85,7 +75,7 @@ def test_adversarial_loss_equals_loss_at_unclipped_fgsm_point():
     eps = 0.1
     x, y = random_batch()
     x_worst = x + worst_case_perturbation(model, y, eps)  # no box: the closed form is exact
-    assert torch.allclose(adversarial_logistic_loss(model, x, y, eps), logistic_loss(model, x_worst, y), rtol=1e-5)
+    assert torch.allclose(adversarial_logistic_loss(model, x, y, eps=eps), logistic_loss(model, x_worst, y), rtol=1e-5)
     # the paper's printed form ζ(y(ε‖w‖₁ − wᵀx − b)) differs for y = −1
     s = 2.0 * y.float() - 1.0
     printed = F.softplus(s * (eps * model.l1_norm() - model.logit(x))).mean()
@@ -97,7 +87,7 @@ def test_adversarial_loss_gradient_matches_autograd_and_hand_derivation():
     eps = 0.2
     x, y = random_batch()
     x = x.double()
-    loss = adversarial_logistic_loss(model, x, y, eps)
+    loss = adversarial_logistic_loss(model, x, y, eps=eps)
     grad_w, grad_b = torch.autograd.grad(loss, [model.linear.weight, model.linear.bias])
     # ∂/∂w ζ(ε‖w‖₁ − y(wᵀx + b)) = σ(·)·(ε sign w − y x), averaged
     s = 2.0 * y.double() - 1.0
@@ -106,7 +96,7 @@ def test_adversarial_loss_gradient_matches_autograd_and_hand_derivation():
     hand_b = (weight * -s).mean().reshape(1)
     assert torch.allclose(grad_w, hand_w, atol=1e-10)
     assert torch.allclose(grad_b, hand_b, atol=1e-10)
-    assert torch.autograd.gradcheck(lambda w: adversarial_logistic_loss(_with_weight(model, w), x, y, eps),
+    assert torch.autograd.gradcheck(lambda w: adversarial_logistic_loss(_with_weight(model, w), x, y, eps=eps),
                                     (model.linear.weight.detach().clone().requires_grad_(True),))
     assert torch.allclose(adversarial_penalty_weight(model, x, y, eps), weight)
 
@@ -138,7 +128,7 @@ def test_penalty_switches_off_for_confident_points_but_weight_decay_does_not():
     assert mistaken.any() and (weight[mistaken] > 0.5).all()
     # L1 weight decay adds λ‖w‖₁ whatever the margin
     lam = 0.01
-    assert math.isclose((l1_logistic_loss(model, x, y, lam) - logistic_loss(model, x, y)).item(),
+    assert math.isclose((l1_logistic_loss(model, x, y, weight_decay=lam) - logistic_loss(model, x, y)).item(),
                         lam * model.l1_norm().item(), rel_tol=1e-5)
 
 
@@ -150,15 +140,15 @@ def test_softmax_regression_shapes_and_zero_start():
     assert model.weight_images().shape == (10, 14, 14)
 
 
-def test_fgsm_error_and_confidence_counts_mistakes():
+def test_error_and_confidence_under_fgsm_counts_mistakes():
     model = random_logistic()
     x, y = random_batch(64)
-    error, confidence = fgsm_error_and_confidence(model, x, y, 0.0, batch_size=10)
+    error, confidence = error_and_confidence(model, x, y, lambda m, a, b: advex.fgsm(m, a, b, 0.0), batch_size=10)
     probs = advex.predict(model, x)
     wrong = probs.argmax(1) != y
     assert math.isclose(error, wrong.float().mean().item())
     assert math.isclose(confidence, probs.max(1).values[wrong].mean().item(), rel_tol=1e-6)
-    big_error, _ = fgsm_error_and_confidence(model, x, y, 0.5)
+    big_error, _ = error_and_confidence(model, x, y, lambda m, a, b: advex.fgsm(m, a, b, 0.5))
     assert big_error >= error
 
 
@@ -194,9 +184,9 @@ def test_validation_of_eps_and_rubbish_seeded():
     model = random_logistic()
     x, y = random_batch()
     with pytest.raises(ValueError, match="eps"):
-        adversarial_logistic_loss(model, x, y, -0.1)
+        adversarial_logistic_loss(model, x, y, eps=-0.1)
     with pytest.raises(ValueError, match="weight_decay"):
-        l1_logistic_loss(model, x, y, float("nan"))
+        l1_logistic_loss(model, x, y, weight_decay=float("nan"))
     assert torch.equal(gaussian_rubbish(4, seed=3), gaussian_rubbish(4, seed=3))
     assert gaussian_rubbish(4).shape == (4, 1, 28, 28)
     with pytest.raises(ValueError, match="count"):
@@ -207,8 +197,8 @@ def test_training_reduces_both_losses_on_separable_data():
     torch.manual_seed(0)
     x, _ = random_batch(200, size=4, seed=5)
     y = (x[:, 0, 0, 0] > 0.5).long()  # one pixel decides the class
-    for loss_fn in (lambda m, a, b: adversarial_logistic_loss(m, a, b, 0.05),
-                    lambda m, a, b: l1_logistic_loss(m, a, b, 1e-3)):
+    for loss_fn in (lambda m, a, b: adversarial_logistic_loss(m, a, b, eps=0.05),
+                    lambda m, a, b: l1_logistic_loss(m, a, b, weight_decay=1e-3)):
         model = LogisticRegression(4, 4)
         history = advex.train_classifier(model, x, y, epochs=30, lr=0.05, batch_size=50, loss_fn=loss_fn)
         assert history[-1] < 0.6 * history[0]

@@ -5,8 +5,9 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from advex import models
-from advex.models import Maxout, MaxoutMLP, RowRNN, build_model, mnist_classifier, sigmoid_loss
+from advex.losses import sigmoid_loss
+from advex.models import mnist as models
+from advex.models.mnist import Maxout, MaxoutMLP, RowRNN, build_model, mnist_classifier
 
 torch.set_num_threads(1)
 

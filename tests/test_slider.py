@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 import advex
-from advex import toy
-from advex.slider import _diverging
+from advex.theory import toy
+from advex.viz.slider import _diverging
 
 W, X = toy.KARPATHY_W, toy.KARPATHY_X
 

@@ -1,4 +1,5 @@
-"""Tests of advex.templates: linear and local templates, template addition, flip-size search."""
+"""Templates: linear templates (advex.theory.templates), local templates and template addition
+(advex.attacks.templates), flip-size search and training sanity checks (advex.evaluate, advex.train)."""
 from __future__ import annotations
 
 import math
@@ -7,19 +8,10 @@ import pytest
 import torch
 from torch import nn
 
-from advex.templates import (
-    add_template,
-    fgsm_direction,
-    follow_local_template,
-    linear_templates,
-    local_templates,
-    mean_loss,
-    median_flip_size,
-    minimal_flip_size,
-    neighbour_correlation,
-    sgd_loss_curve,
-    unit_max,
-)
+from advex.attacks import add_template, fgsm_direction, follow_local_template, local_templates, unit_max
+from advex.evaluate import mean_loss, median_flip_size, minimal_flip_size
+from advex.theory.templates import linear_templates, neighbour_correlation
+from advex.train import sgd_loss_curve
 
 
 def linear_model(seed: int = 0, pixels: int = 16, classes: int = 3) -> nn.Sequential:
@@ -257,8 +249,8 @@ def test_sgd_loss_curve_flags_good_and_bad_learning_rates():
 
 @pytest.fixture(scope="module")
 def mobilenet():
-    from advex.assets import AssetError
-    from advex.imagenet import load_mobilenet_v2
+    from advex.data.assets import AssetError
+    from advex.models.imagenet import load_mobilenet_v2
 
     try:
         return load_mobilenet_v2(device="cpu")
@@ -267,7 +259,8 @@ def mobilenet():
 
 
 def test_goldfish_local_template_turns_the_cat_into_a_goldfish_within_alpha(mobilenet):
-    from advex.imagenet import class_index, load_photo
+    from advex.data.photos import load_photo
+    from advex.models.imagenet import class_index
 
     cat = load_photo("chelsea")[None]
     goldfish = class_index("goldfish")

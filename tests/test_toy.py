@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from advex import toy
+from advex.theory import toy
 
 W, X = toy.KARPATHY_W, toy.KARPATHY_X
 

@@ -33,21 +33,33 @@ def _source_of(fn: Callable) -> str:
         return getattr(fn, "__qualname__", repr(fn))
 
 
-# Modules that only present results: editing them cannot change a trained model.
-_PRESENTATION_MODULES = {"slider.py", "style.py", "progress.py", "paths.py", "assets.py", "__init__.py"}
+#: Modules that only present results or move files: editing them cannot change a trained model.
+#: Paths relative to the package; a folder ends in "/".
+PRESENTATION_MODULES = ("viz/", "progress.py", "paths.py", "data/assets.py", "__init__.py")
 
 
-def _package_source_digest() -> str:
-    """Digest of every advex module that can influence training (models, losses, attacks, loops).
+def training_relevant_modules(package_dir: Path | None = None) -> list[Path]:
+    """Every advex module, in every subpackage, that can influence a trained model."""
+    package_dir = Path(package_dir or Path(__file__).parent)
+    modules = []
+    for path in sorted(package_dir.rglob("*.py")):
+        relative = path.relative_to(package_dir).as_posix()
+        if not any(relative == p or (p.endswith("/") and relative.startswith(p)) for p in PRESENTATION_MODULES):
+            modules.append(path)
+    return modules
+
+
+def _package_source_digest(package_dir: Path | None = None) -> str:
+    """Digest of every advex module that can influence training (models, losses, attacks, loops, data).
 
     Notebook code calls into advex (a model class, a loss, an attack used for
     adversarial training), so the source of ``build``/``train`` alone is not
-    enough: a change anywhere in that code must invalidate the cache.
+    enough: a change anywhere in that code, in any subpackage, invalidates the cache.
     """
+    package_dir = Path(package_dir or Path(__file__).parent)
     digest = hashlib.sha256()
-    for path in sorted(Path(__file__).parent.glob("*.py")):
-        if path.name not in _PRESENTATION_MODULES:
-            digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    for path in training_relevant_modules(package_dir):
+        digest.update(path.relative_to(package_dir).as_posix().encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()
 
 

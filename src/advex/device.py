@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 
 import torch
+from torch import nn
 
 
 def get_device() -> torch.device:
@@ -24,6 +25,15 @@ def get_device() -> torch.device:
             raise ValueError(f"ADVEX_DEVICE={requested!r} but CUDA is not available here; use 'cpu'")
         return device
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def device_of(model: nn.Module) -> torch.device:
+    """The device of a model's parameters (or buffers); :func:`get_device` for a model with neither."""
+    for tensor in model.parameters():
+        return tensor.device
+    for tensor in model.buffers():
+        return tensor.device
+    return get_device()
 
 
 def describe_device() -> str:

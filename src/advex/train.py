@@ -1,4 +1,9 @@
-"""A small, seeded mini-batch training loop shared by every chapter."""
+"""The one training loop of the book, and the sanity checks of a training run.
+
+Defences plug in here: adversarial training as a ``loss_fn(model, x, y)``, input transforms as an
+``nn.Module`` wrapped around the model.  The data live on the model's device for the whole run,
+and the loop never waits for the device inside an epoch (the loss is summed on the device).
+"""
 from __future__ import annotations
 
 from typing import Callable
@@ -7,9 +12,18 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .device import get_device
+from .device import device_of
+from .losses import cross_entropy
 from .progress import progress
 from .validation import check_images, check_labels, check_positive_int
+
+LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def _check_lr(lr) -> float:
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0 or lr == float("inf"):
+        raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
+    return float(lr)
 
 
 def train_classifier(
@@ -23,7 +37,7 @@ def train_classifier(
     seed: int = 0,
     weight_decay: float = 0.0,
     optimizer: str = "adam",
-    loss_fn: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    loss_fn: LossFn | None = None,
     desc: str = "training",
 ) -> list[float]:
     """Train ``model`` in place by minimising ``loss_fn`` (default: cross-entropy).
@@ -31,19 +45,17 @@ def train_classifier(
     ``loss_fn(model, x, y)`` receives a batch in [0, 1] pixel units on the
     model's device, so adversarial training can plug its objective in here.
     Returns the mean loss of each epoch.  The shuffling order depends only on
-    ``seed``.
+    ``seed``.  The model ends in eval mode with no gradients left on its parameters.
     """
     check_images(images, "images")
     epochs = check_positive_int(epochs, "epochs")
     batch_size = check_positive_int(batch_size, "batch_size")
-    if not lr > 0:
-        raise ValueError(f"lr must be > 0, got {lr!r}")
+    lr = _check_lr(lr)
     if optimizer not in ("adam", "sgd"):
         raise ValueError(f"optimizer must be 'adam' or 'sgd', got {optimizer!r}")
-    first_parameter = next(model.parameters(), None)
-    device = first_parameter.device if first_parameter is not None else get_device()
-    check_labels(labels, num_classes=None, batch_size=images.shape[0], name="labels")
-    loss_fn = loss_fn or (lambda m, x, y: F.cross_entropy(m(x), y))
+    device = device_of(model)
+    labels = check_labels(labels, num_classes=None, batch_size=images.shape[0], name="labels")
+    loss_fn = loss_fn or cross_entropy
     params = [p for p in model.parameters() if p.requires_grad]
     opt = (torch.optim.Adam(params, lr=lr, weight_decay=weight_decay) if optimizer == "adam"
            else torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=weight_decay))
@@ -55,37 +67,58 @@ def train_classifier(
     with progress(total=steps, desc=desc) as bar:
         for _ in range(epochs):
             order = torch.randperm(len(images), generator=generator).to(device)
-            total, count = 0.0, 0
+            total = torch.zeros((), device=device)
             for start in range(0, len(images), batch_size):
                 index = order[start:start + batch_size]
                 loss = loss_fn(model, images[index], labels[index])
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-                total += loss.item() * len(index)
-                count += len(index)
+                total += loss.detach() * len(index)
                 bar.update(1)
-            history.append(total / count)
+            history.append(total.item() / len(images))   # one synchronisation per epoch
             bar.set_postfix(loss=f"{history[-1]:.4f}")
     model.eval()
     model.zero_grad(set_to_none=True)
     return history
 
 
-@torch.no_grad()
-def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
-    """Softmax probabilities of ``model`` on ``images`` (batched, on the model's device, eval mode)."""
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    try:
-        out = [F.softmax(model(images[i:i + batch_size].to(device)), dim=1) for i in range(0, len(images), batch_size)]
-    finally:
-        model.train(was_training)
-    return torch.cat(out)
+def sgd_loss_curve(
+    build: Callable[[], nn.Module],
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    lr: float,
+    steps: int,
+    batch_size: int = 128,
+    seed: int = 0,
+) -> list[float]:
+    """Mini-batch loss at every step of plain SGD (no momentum) from ``build()``'s initialisation.
 
-
-def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 1000) -> float:
-    """Top-1 accuracy of ``model`` (a fraction in [0, 1])."""
-    probs = predict(model, images, batch_size)
-    return (probs.argmax(1).cpu() == labels.cpu()).float().mean().item()
+    The first entry is the loss before any update.  A loss that starts far
+    above ln(#classes) flags a bad initialisation; one that grows or becomes
+    ``nan`` flags a learning rate that is too large (Karpathy 2015's recipe).
+    """
+    check_images(images, "images")
+    steps = check_positive_int(steps, "steps")
+    batch_size = check_positive_int(batch_size, "batch_size")
+    lr = _check_lr(lr)
+    labels = check_labels(labels, num_classes=None, batch_size=images.shape[0], name="labels")
+    torch.manual_seed(seed)
+    model = build()
+    device = device_of(model)
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+    generator = torch.Generator().manual_seed(seed)
+    images, labels = images.to(device), labels.to(device)
+    model.train()
+    losses = []
+    for step in range(steps + 1):
+        index = torch.randint(len(images), (batch_size,), generator=generator).to(device)
+        loss = F.cross_entropy(model(images[index]), labels[index])
+        losses.append(loss.detach())
+        if step == steps:
+            break
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return torch.stack(losses).tolist()   # one synchronisation, at the end

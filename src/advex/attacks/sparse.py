@@ -17,8 +17,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .attacks import attack_mode, attack_succeeded, check_attack_inputs
-from .validation import check_positive_int
+from .core import attack_inputs, attack_mode, attack_succeeded, logit_margins
+from ..validation import check_positive_int
 
 
 def _check_values(values) -> torch.Tensor:
@@ -32,17 +32,11 @@ def _check_values(values) -> torch.Tensor:
 
 
 def _check_inputs(model, x, y, batch_size):
-    check_attack_inputs(model, x, y, 0.0)  # an L0 attack has no ε; this checks the box, labels and batch
+    """An L0 attack has no ε: this checks the box, labels and batch and moves them to the model's device."""
+    x, y, _ = attack_inputs(model, x, y)
     if x.dim() != 4:
         raise ValueError(f"x must be a batch of images (N, C, H, W), got shape {tuple(x.shape)}")
-    return check_positive_int(batch_size, "batch_size")
-
-
-def _margins(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Logit of the true class minus the largest other logit (< 0 means the model is fooled)."""
-    true = logits.gather(1, y[:, None])[:, 0]
-    others = logits.scatter(1, y[:, None], -torch.inf)
-    return true - others.max(1).values
+    return x, y, check_positive_int(batch_size, "batch_size")
 
 
 def _best_one_pixel(model, x, y, values, batch_size):
@@ -58,9 +52,9 @@ def _best_one_pixel(model, x, y, values, batch_size):
         i, p, v = (t[start:start + batch_size] for t in (image, position, value))
         candidates = flat[i].clone()
         candidates[torch.arange(len(i), device=x.device), :, p] = values[v][:, None]
-        margins[start:start + batch_size] = _margins(model(candidates.view(-1, c, h, w)), y[i])
+        margins[start:start + batch_size] = logit_margins(model(candidates.view(-1, c, h, w)), y[i])
     # the unchanged image is a candidate too, so the result is never worse than x itself
-    best_margin = _margins(model(x), y)
+    best_margin = logit_margins(model(x), y)
     best_margin = best_margin.scatter_reduce(0, image, margins, "amin")
     is_best = margins == best_margin[image]
     first = torch.full((n,), len(image), device=x.device).scatter_reduce(
@@ -86,10 +80,8 @@ def one_pixel_exhaustive(model: nn.Module, x: torch.Tensor, y: torch.Tensor, val
     Returns ``(x_adv, success)``: the images (on the model's device) and a boolean mask, True where
     the model's prediction on ``x_adv`` differs from ``y``.
     """
-    batch_size = _check_inputs(model, x, y, batch_size)
+    x, y, batch_size = _check_inputs(model, x, y, batch_size)
     values = _check_values(values)
-    device = next(model.parameters()).device
-    x, y = x.to(device), y.to(device)
     with attack_mode(model), torch.no_grad():
         x_adv = _best_one_pixel(model, x, y, values, batch_size)
         success = attack_succeeded(model(x_adv), y, targeted=False)
@@ -109,14 +101,12 @@ def greedy_pixels(model: nn.Module, x: torch.Tensor, y: torch.Tensor, max_pixels
     pixels after which the model was first fooled: 0 if it was wrong on ``x`` already, ``max_pixels + 1``
     if it was never fooled.
     """
-    batch_size = _check_inputs(model, x, y, batch_size)
+    x, y, batch_size = _check_inputs(model, x, y, batch_size)
     max_pixels = check_positive_int(max_pixels, "max_pixels")
     values = _check_values(values)
-    device = next(model.parameters()).device
-    x, y = x.to(device), y.to(device)
     with attack_mode(model), torch.no_grad():
         x_adv = x.clone()
-        pixels = torch.full((len(x),), max_pixels + 1, dtype=torch.long, device=device)
+        pixels = torch.full((len(x),), max_pixels + 1, dtype=torch.long, device=x.device)
         pixels[attack_succeeded(model(x), y, targeted=False)] = 0
         for step in range(1, max_pixels + 1):
             active = (pixels > max_pixels).nonzero()[:, 0]

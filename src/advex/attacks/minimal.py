@@ -14,8 +14,8 @@ from scipy.optimize import minimize
 from torch import nn
 from torch.nn import functional as F
 
-from .attacks import _per_example, attack_mode, attack_succeeded, check_attack_inputs, l2_norms
-from .validation import check_eps, check_positive_int
+from .core import attack_inputs, attack_mode, attack_succeeded, l2_norms, per_example
+from ..validation import check_eps, check_positive_int
 
 
 def _class_gradients(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -34,11 +34,10 @@ def deepfool(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, steps: int =
     l = argmin_{k≠y} |f'_k| / ‖w'_k‖₂,  rᵢ = (|f'_l| / ‖w'_l‖₂²) · w'_l,  and
     x_adv = clip₍₀,₁₎(x + (1 + overshoot) Σ rᵢ), until the label changes or ``steps`` run out.
     """
-    check_attack_inputs(model, x, y, 0.0)
+    x, y, _ = attack_inputs(model, x, y)
     steps = check_positive_int(steps, "steps")
     overshoot = check_eps(overshoot, "overshoot")
-    device = next(model.parameters()).device
-    x, y = x.to(device), y.to(device)
+    device = x.device
     total = torch.zeros_like(x)
     x_adv = x.clone()
     active = torch.arange(len(x), device=device)
@@ -57,7 +56,7 @@ def deepfool(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, steps: int =
             distance[rows, y[active]] = torch.inf                                        # k ≠ y
             nearest = distance.argmin(1)
             w_l = w_diff[rows, nearest]
-            r = _per_example((f_diff[rows, nearest].abs() + 1e-4) / w_norm[rows, nearest] ** 2, w_l) * w_l
+            r = per_example((f_diff[rows, nearest].abs() + 1e-4) / w_norm[rows, nearest] ** 2, w_l) * w_l
             total[active] += r
             x_adv[active] = (x[active] + (1 + overshoot) * total[active]).clamp(0.0, 1.0)
     return x_adv.detach()
@@ -66,7 +65,7 @@ def deepfool(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, steps: int =
 def _lbfgs_minimise(model, x, target, c, max_iter) -> torch.Tensor:
     """argmin over x' ∈ [0,1]ᵈ of Σᵢ cᵢ‖x'ᵢ − xᵢ‖² + CE(f(x'ᵢ), tᵢ) (separable, so one L-BFGS-B run solves all)."""
     shape, dtype, device = x.shape, x.dtype, x.device
-    weights = _per_example(c, x)
+    weights = per_example(c, x)
 
     def objective(flat: np.ndarray):
         x_new = torch.from_numpy(flat).to(device=device, dtype=dtype).view(shape).requires_grad_(True)
@@ -89,13 +88,12 @@ def lbfgs_attack(model: nn.Module, x: torch.Tensor, target: torch.Tensor, *, sea
     (found by ×10 / geometric bisection, ``search_steps`` tries) whose minimiser is classified as l,
     and return that minimiser.  Examples never classified as l come back unchanged.
     """
-    check_attack_inputs(model, x, target, 0.0)
+    x, target, _ = attack_inputs(model, x, target)
     search_steps = check_positive_int(search_steps, "search_steps")
     max_iter = check_positive_int(max_iter, "max_iter")
     if not initial_c > 0:
         raise ValueError(f"initial_c must be > 0, got {initial_c!r}")
-    device = next(model.parameters()).device
-    x, target = x.to(device), target.to(device)
+    device = x.device
     n = len(x)
     c = torch.full((n,), float(initial_c), device=device, dtype=x.dtype)
     low = torch.zeros(n, device=device, dtype=x.dtype)          # largest c known to succeed

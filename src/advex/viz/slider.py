@@ -27,7 +27,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 from PIL import Image
 
-from .validation import check_eps
+from ..validation import check_eps
 
 
 @dataclass

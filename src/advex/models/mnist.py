@@ -1,30 +1,26 @@
 """The MNIST classifiers the book attacks: every one takes N×1×28×28 images in [0, 1].
 
-* ``'softmax'``: :class:`advex.linear.SoftmaxRegression`, one linear layer, the "shallow softmax" of Goodfellow et al. (2015, §4);
+* ``'softmax'``: :class:`advex.models.linear.SoftmaxRegression`, one linear layer, the "shallow softmax" of Goodfellow et al. (2015, §4);
 * :class:`MaxoutMLP`: two maxout layers with dropout (Goodfellow et al. 2013; Srivastava et al. 2014),
   the model family of Goodfellow et al. (2015, §4), optionally with independent sigmoid outputs (App. A);
 * :class:`SmallCNN`: two convolution + max-pool blocks and a small dense head (LeCun et al. 1998 style);
 * :class:`RowRNN`: a GRU or LSTM that reads the digit one row of 28 pixels at a time
   (Cho et al. 2014; Hochreiter & Schmidhuber 1997), the recurrent test subject of chapter 4.
 
-:func:`mnist_classifier` trains any of them on MNIST once, through :func:`advex.cached_model`.
+:func:`mnist_classifier` trains any of them on MNIST once, through :func:`advex.models.trained`.
 """
 from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
-from .cache import cached_model
-from .validation import check_positive_int
+from ..data.mnist import load_mnist
+from ..losses import sigmoid_loss
+from ..validation import check_positive_int
+from .linear import SoftmaxRegression
+from .recipe import trained
 
 MNIST_SHAPE = (1, 28, 28)
-
-
-def _softmax_regression() -> nn.Module:
-    from .linear import SoftmaxRegression  # chapter 2's model: one linear layer on the 784 pixels
-
-    return SoftmaxRegression()
 
 
 class Maxout(nn.Module):
@@ -90,14 +86,8 @@ class RowRNN(nn.Module):
         return self.head(outputs[:, -1])
 
 
-def sigmoid_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Independent binary cross-entropy per class (one-vs-rest sigmoid outputs, Goodfellow et al. 2015, App. A)."""
-    logits = model(x)
-    return F.binary_cross_entropy_with_logits(logits, F.one_hot(y, logits.shape[1]).float(), reduction="sum") / len(x)
-
-
 ARCHITECTURES = {
-    "softmax": lambda: _softmax_regression(),
+    "softmax": SoftmaxRegression,
     "maxout": MaxoutMLP,
     "cnn": SmallCNN,
     "gru": lambda: RowRNN("gru"),
@@ -105,8 +95,9 @@ ARCHITECTURES = {
 }
 
 #: Training settings that train each model in seconds to a minute on two CPU cores.
+#: The softmax regression is chapter 2's: all 60,000 images, large batches, a large step.
 DEFAULT_TRAINING = {
-    "softmax": {"train_size": 60000, "epochs": 3, "lr": 1e-3, "batch_size": 128},
+    "softmax": {"train_size": 60000, "epochs": 4, "lr": 1e-2, "batch_size": 500},
     "maxout": {"train_size": 20000, "epochs": 2, "lr": 1e-3, "batch_size": 128},
     "cnn": {"train_size": 20000, "epochs": 2, "lr": 1e-3, "batch_size": 128},
     "gru": {"train_size": 12000, "epochs": 3, "lr": 3e-3, "batch_size": 128},
@@ -135,25 +126,9 @@ def mnist_classifier(architecture: str, *, outputs: str = "softmax", seed: int =
     unknown = set(overrides) - set(DEFAULT_TRAINING[architecture])
     if unknown:
         raise ValueError(f"unknown training settings {sorted(unknown)}; allowed: {sorted(DEFAULT_TRAINING[architecture])}")
-    config = {**DEFAULT_TRAINING[architecture], **overrides, "architecture": architecture, "outputs": outputs,
-              "seed": seed, "data": "MNIST train, first train_size images, pixels/255"}
-    check_positive_int(config["train_size"], "train_size")
-
-    def build() -> nn.Module:
-        torch.manual_seed(config["seed"])
-        return build_model(config["architecture"])
-
-    def train(model: nn.Module) -> None:
-        from .mnist import load_mnist
-        from .train import train_classifier
-
-        images, labels = load_mnist("train")
-        n = config["train_size"]
-        train_classifier(
-            model, images[:n], labels[:n], epochs=config["epochs"], lr=config["lr"], batch_size=config["batch_size"],
-            seed=config["seed"], loss_fn=sigmoid_loss if config["outputs"] == "sigmoid" else None,
-            desc=f"training {config['architecture']}",
-        )
-
+    settings = {**DEFAULT_TRAINING[architecture], **overrides}
+    n = check_positive_int(settings.pop("train_size"), "train_size")
+    images, labels = load_mnist("train")
     name = f"mnist-{architecture}" + ("-sigmoid" if outputs == "sigmoid" else "")
-    return cached_model(name, config, build, train, verbose=verbose)
+    return trained(name, ARCHITECTURES[architecture], (images[:n], labels[:n]), seed=seed, verbose=verbose,
+                   loss_fn=sigmoid_loss if outputs == "sigmoid" else None, **settings)

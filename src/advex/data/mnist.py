@@ -2,7 +2,7 @@
 
 Images come back as float32 in [0, 1] (pixel / 255), shape (N, 1, 28, 28), so
 that an ε of 0.1 means "a tenth of the pixel range" in every chapter; labels
-are int64.  The book's copy is ``mnist.npz`` from :mod:`advex.assets`
+are int64.  The book's copy is ``mnist.npz`` from :mod:`advex.data.assets`
 (60,000 training and 10,000 test images, the official split).
 """
 from __future__ import annotations
@@ -13,7 +13,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from torch.nn import functional as F
+
 from .assets import asset_path
+from ..validation import check_images, check_labels, check_positive_int
 
 MNIST_CLASSES = tuple("0123456789")
 SPLITS = ("train", "test")
@@ -103,3 +106,48 @@ def load_mnist_idx(folder: str | Path, split: str, device=None) -> tuple[torch.T
     if labels.size and labels.max() > 9:
         raise ValueError(f"idx labels in {folder} must be classes 0..9, found {int(labels.max())}")
     return _to_tensors(images, labels, device)
+
+
+# --------------------------------------------------------------------------- derived data sets
+
+def binary_digits(images: torch.Tensor, labels: torch.Tensor, negative: int = 3, positive: int = 7
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Only the images of two digits, relabelled 0 (``negative``) and 1 (``positive``)."""
+    labels = check_labels(labels, 10, batch_size=images.shape[0], name="labels")
+    for name, digit in (("negative", negative), ("positive", positive)):
+        if digit not in range(10):
+            raise ValueError(f"{name} must be a digit 0..9, got {digit!r}")
+    if negative == positive:
+        raise ValueError(f"negative and positive must differ, got {negative} twice")
+    keep = (labels == negative) | (labels == positive)
+    return images[keep], (labels[keep] == positive).long()
+
+
+def resample_images(images: torch.Tensor, size: int) -> torch.Tensor:
+    """N×1×H×W images in [0, 1] resampled to size×size.
+
+    Shrinking averages blocks of pixels (area interpolation: what a coarser
+    sensor would record); enlarging interpolates bilinearly (a smooth image at
+    more pixels, with no new detail).  Values stay in [0, 1].
+    """
+    check_images(images, "images")
+    size = check_positive_int(size, "size")
+    if images.dim() != 4:
+        raise ValueError(f"images must be N×C×H×W, got shape {tuple(images.shape)}")
+    if size == images.shape[-1] and size == images.shape[-2]:
+        return images.clone()
+    shrinking = size < images.shape[-1]
+    out = (F.interpolate(images, size=(size, size), mode="area") if shrinking
+           else F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False))
+    return out.clamp(0.0, 1.0)
+
+
+def gaussian_rubbish(count: int, shape: tuple[int, ...] = (1, 28, 28), seed: int = 0) -> torch.Tensor:
+    """``count`` samples of N(0, I) shaped like images (Goodfellow et al. 2015, App. A).
+
+    Deliberately *not* in [0, 1]: the paper feeds raw Gaussian vectors, which no
+    digit resembles.
+    """
+    count = check_positive_int(count, "count")
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn((count, *shape), generator=generator)

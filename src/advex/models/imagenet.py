@@ -2,7 +2,7 @@
 
 torchvision cannot be imported beside this project's torch, so MobileNetV2 is
 written here in plain PyTorch with torchvision's module names: torchvision's
-IMAGENET1K_V1 weights (fetched by :mod:`advex.assets`) load with
+IMAGENET1K_V1 weights (fetched by :mod:`advex.data.assets`) load with
 ``strict=True``.  :class:`ImageNetClassifier` normalises inside the model, so
 callers pass images in [0, 1] and an ε is measured in pixel units, as in the
 MNIST chapters.
@@ -16,16 +16,15 @@ import json
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from torch import nn
 
-from .assets import asset_path
-from .device import get_device
-from .validation import check_positive_int
+from ..data.assets import asset_path
+from ..device import device_of, get_device
+from ..modes import eval_mode
+from ..validation import check_positive_int
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-PHOTOS = ("chelsea", "coffee", "astronaut", "rocket", "grace_hopper")
 
 
 # --------------------------------------------------------------------------- architecture
@@ -161,67 +160,9 @@ def class_index(name_or_index) -> int:
     return matches[0]
 
 
-# --------------------------------------------------------------------------- images
-
-def _as_pil(image) -> Image.Image:
-    if isinstance(image, Image.Image):
-        return image.convert("RGB")
-    if isinstance(image, torch.Tensor):
-        image = image.detach().cpu().numpy()
-        if image.ndim == 3 and image.shape[0] in (1, 3, 4):
-            image = np.moveaxis(image, 0, -1)
-    if not isinstance(image, np.ndarray):
-        raise ValueError(f"image must be a PIL image or an (H, W[, 3]) array, got {type(image).__name__}")
-    if image.ndim == 3 and image.shape[-1] in (1, 4):
-        image = image[..., :3] if image.shape[-1] == 4 else image[..., 0]
-    if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[-1] != 3):
-        raise ValueError(f"image must have shape (H, W) or (H, W, 3), got {image.shape}")
-    if image.dtype != np.uint8:
-        if not np.issubdtype(image.dtype, np.floating) or image.min() < 0 or image.max() > 1:
-            raise ValueError("image must be uint8 in [0, 255] or float in [0, 1]")
-        image = np.rint(image * 255).astype(np.uint8)
-    return Image.fromarray(image).convert("RGB")
-
-
-def preprocess(image, size: int = 224, resize: int = 256) -> torch.Tensor:
-    """ImageNet evaluation preprocessing without normalisation: a (3, 224, 224) float tensor in [0, 1].
-
-    Shorter side resized to 256 (PIL bilinear), then the central 224×224 crop,
-    as torchvision's ``Resize(256), CenterCrop(224), ToTensor()``; normalising
-    is the model's job (see :class:`ImageNetClassifier`).
-    """
-    size, resize = check_positive_int(size, "size"), check_positive_int(resize, "resize")
-    if resize < size:
-        raise ValueError(f"resize must be >= size, got resize={resize}, size={size}")
-    pil = _as_pil(image)
-    w, h = pil.size
-    if w <= h:
-        new_w, new_h = resize, int(resize * h / w)
-    else:
-        new_w, new_h = int(resize * w / h), resize
-    pil = pil.resize((new_w, new_h), Image.BILINEAR)
-    top, left = int(round((new_h - size) / 2.0)), int(round((new_w - size) / 2.0))
-    pil = pil.crop((left, top, left + size, top + size))
-    return torch.from_numpy(np.asarray(pil, dtype=np.uint8).copy()).permute(2, 0, 1).float().div_(255.0)
-
-
-def load_photo(name: str) -> torch.Tensor:
-    """A bundled photograph, preprocessed to (3, 224, 224) in [0, 1] (no download: they ship in wheels)."""
-    if name not in PHOTOS:
-        raise ValueError(f"name must be one of {PHOTOS}, got {name!r}")
-    if name == "grace_hopper":
-        from matplotlib import cbook
-
-        with cbook.get_sample_data("grace_hopper.jpg") as handle:
-            return preprocess(Image.open(handle).convert("RGB"))
-    import skimage.data
-
-    return preprocess(getattr(skimage.data, name)())
-
-
 @torch.no_grad()
 def top_k(model: nn.Module, images: torch.Tensor, k: int = 5):
-    """The k most probable classes: (probs, indices, names), computed on the model's device.
+    """The k most probable classes: (probs, indices, names), computed on the model's device in eval mode.
 
     ``images`` is (3, H, W) or (N, 3, H, W) in [0, 1]; a single image gives
     probs/indices of shape (k,) and a list of k names, a batch gives (N, k) and
@@ -234,8 +175,8 @@ def top_k(model: nn.Module, images: torch.Tensor, k: int = 5):
         raise ValueError("images must be a tensor of shape (3, H, W) or (N, 3, H, W)")
     single = images.dim() == 3
     batch = images.unsqueeze(0) if single else images
-    device = next(model.parameters()).device
-    probs = model(batch.to(device)).softmax(dim=1)
+    with eval_mode(model):
+        probs = model(batch.to(device_of(model))).softmax(dim=1)
     values, indices = probs.topk(k, dim=1)
     values, indices = values.cpu(), indices.cpu()
     names = _names()

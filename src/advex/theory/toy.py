@@ -1,4 +1,4 @@
-"""Chapter 1: a linear (logistic) classifier small enough to fool by hand.
+"""Karpathy's 10-d toy: a linear (logistic) classifier small enough to fool by hand, in closed form.
 
 Karpathy's 10-dimensional example (Karpathy 2015): score s = wᵀx + b,
 P(class 1 | x) = σ(s).  For a linear score every question about the worst
@@ -11,8 +11,8 @@ import math
 import numpy as np
 import torch
 
-from .device import get_device
-from .validation import check_eps, check_finite, check_positive_int
+from ..device import get_device
+from ..validation import check_eps, check_finite, check_positive_int
 
 #: Karpathy's toy input and weights (his blog post, "Breaking linear classifiers on ImageNet").
 KARPATHY_X = np.array([2, -1, 3, -2, 2, 2, 1, -4, 5, 1], dtype=np.float64)

@@ -1,0 +1,235 @@
+"""Everything the book measures about a model: predictions, accuracy, loss, error and confidence
+under an attack, robust accuracy (per-example minimum over attacks, or a fast PGD evaluator),
+rubbish rates and the smallest perturbation on a grid that flips a prediction.
+
+Attacks only return adversarial batches; every statistic is computed here.  Each function runs the
+model in eval mode (every sub-module gets its own mode back afterwards), on the model's device,
+in batches of ``batch_size``.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .attacks.core import attack_succeeded, num_classes_of
+from .attacks.gradient import pgd_with_stats
+from .device import device_of
+from .modes import eval_mode
+from .progress import progress
+from .validation import check_eps, check_images, check_labels, check_norm, check_positive_int
+
+#: An attack as :mod:`advex.evaluate` calls it: ``attack(model, x, y) -> x_adv`` (e.g. a ``functools.partial``).
+Attack = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def _batches(n: int, batch_size: int):
+    return range(0, n, check_positive_int(batch_size, "batch_size"))
+
+
+@torch.no_grad()
+def logits(model: nn.Module, images: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+    """Raw outputs of ``model`` on ``images`` (batched, eval mode), on the model's device."""
+    device = device_of(model)
+    with eval_mode(model):
+        return torch.cat([model(images[i:i + batch_size].to(device)) for i in _batches(len(images), batch_size)])
+
+
+def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+    """Softmax probabilities of ``model`` on ``images`` (batched, eval mode), on the model's device."""
+    return F.softmax(logits(model, images, batch_size), dim=1)
+
+
+def _labels(model, images, labels) -> torch.Tensor:
+    return check_labels(labels, num_classes_of(model, images), batch_size=images.shape[0], name="labels")
+
+
+def correct(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+    """Per example: is the top-1 prediction the label?  A bool tensor on the CPU."""
+    labels = _labels(model, images, labels)
+    return logits(model, images, batch_size).argmax(1).cpu() == labels.cpu()
+
+
+def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 1000) -> float:
+    """Top-1 accuracy of ``model`` (a fraction in [0, 1])."""
+    return correct(model, images, labels, batch_size).float().mean().item()
+
+
+def mean_loss(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 1000) -> float:
+    """Mean cross-entropy of ``model`` on a data set (e.g. at initialisation: expect ln(#classes))."""
+    check_images(images, "images")
+    labels = _labels(model, images, labels).to(device_of(model))
+    return F.cross_entropy(logits(model, images, batch_size), labels, reduction="mean").item()
+
+
+def error_and_confidence(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
+                         attack: Attack | None = None, batch_size: int = 1000) -> tuple[float, float]:
+    """Error of ``model`` on ``attack(model, x, y)`` (clean data when None) and its mean confidence on its mistakes.
+
+    The confidence is the probability of the predicted (wrong) class, as in Goodfellow et al.
+    (2015, §4); NaN when there are no mistakes.
+    """
+    labels = _labels(model, images, labels)
+    wrong_confidence = []
+    for i in _batches(len(images), batch_size):
+        x, y = images[i:i + batch_size], labels[i:i + batch_size]
+        x = attack(model, x, y) if attack is not None else x
+        confidence, guess = predict(model, x, batch_size).cpu().max(1)
+        wrong_confidence.append(confidence[guess != y.cpu()])
+    wrong = torch.cat(wrong_confidence)
+    return len(wrong) / len(images), (wrong.mean().item() if len(wrong) else math.nan)
+
+
+def accuracy_under_attack(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, attack: Callable,
+                          eps_values: Sequence[float], batch_size: int = 1000) -> list[float]:
+    """Accuracy on ``attack(model, x, y, eps)`` for each ε of ``eps_values`` (one curve of a figure)."""
+    return [accuracy(model, attack(model, images, labels, check_eps(eps, "eps_values")), labels, batch_size)
+            for eps in eps_values]
+
+
+def rubbish_rate(model: nn.Module, inputs: torch.Tensor, threshold: float = 0.5, *, sigmoid: bool = False,
+                 batch_size: int = 1000) -> tuple[float, float, torch.Tensor]:
+    """How often a model calls rubbish (e.g. Gaussian noise) a class (Goodfellow et al. 2015, App. A).
+
+    An input is "classified" when the top class gets probability > ``threshold`` (softmax outputs,
+    or independent sigmoids with ``sigmoid=True``).  Returns (fraction classified, mean confidence
+    on those, the classes given to them, on the CPU).
+    """
+    out = logits(model, inputs, batch_size)
+    probabilities = (torch.sigmoid(out) if sigmoid else F.softmax(out, dim=1)).cpu()
+    confidence, guess = probabilities.max(1)
+    fooled = confidence > threshold
+    mean_confidence = confidence[fooled].mean().item() if fooled.any() else math.nan
+    return fooled.float().mean().item(), mean_confidence, guess[fooled]
+
+
+# --------------------------------------------------------------------------- robust accuracy
+
+@dataclass
+class RobustEvaluation:
+    """The outcome of :func:`robust_accuracy`."""
+
+    robust_accuracy: float   # fraction of all examples classified correctly under every attack
+    clean_accuracy: float    # fraction classified correctly without attack
+    robust: torch.Tensor     # per example: True when robust (on the CPU)
+    gradients: int           # per-example input gradients the PGD evaluator computed (0 for other attacks)
+    seconds: float
+
+
+def _default_batch_size(model: nn.Module) -> int:
+    # a GPU is kept busy only by large batches; two CPU cores gain nothing beyond ~1000
+    return 10_000 if device_of(model).type == "cuda" else 1000
+
+
+def robust_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float = 0.0, *,
+                    attacks: Attack | Sequence[Attack] | None = None, norm="inf", steps: int = 40,
+                    step_size: float | None = None, restarts: int = 1, random_start: bool = True,
+                    early_stop: bool = True, batch_size: int | None = None, seed: int = 0) -> RobustEvaluation:
+    """Accuracy of ``model`` when every example faces the attack(s).
+
+    With ``attacks`` (one ``attack(model, x, y) -> x_adv`` or a list of them): an example is robust
+    when it is classified correctly clean *and* on the output of every attack — the per-example
+    minimum over the attacks.  ``eps`` and the PGD arguments are then unused (put ε into the attacks).
+
+    Without ``attacks``: PGD (see :func:`advex.attacks.pgd` for ``eps``, ``norm``, ``steps``,
+    ``step_size``, ``restarts``, ``random_start``, ``seed``), evaluated fast or plainly:
+
+    * ``early_stop=True``: misclassified examples are never attacked, each example is dropped at its
+      first successful iterate, restarts go only to the survivors;
+    * ``early_stop=False``: the plain loop, every example for all ``steps`` × ``restarts`` steps.
+
+    Both keep each example's best iterate, draw the same random starts and count a success at any
+    step, so they reach the same verdict on every example.  On the CPU that holds bit for bit (the
+    property tests check it); on CUDA, kernels whose rounding depends on the batch size can flip
+    an example that sits exactly on the decision boundary.
+
+    ``batch_size`` defaults to 10,000 on CUDA (a GPU needs large batches) and 1,000 on the CPU.
+    """
+    check_images(x, "x")
+    y = check_labels(y, num_classes=num_classes_of(model, x), batch_size=x.shape[0], name="y")
+    batch_size = _default_batch_size(model) if batch_size is None else check_positive_int(batch_size, "batch_size")
+    if attacks is None:  # validate up front, so that a bad argument fails even where no example needs attacking
+        eps, norm = check_eps(eps), check_norm(norm)
+        check_positive_int(steps, "steps"), check_positive_int(restarts, "restarts")
+        if step_size is not None:
+            check_eps(step_size, "step_size")
+    else:
+        attacks = [attacks] if callable(attacks) else list(attacks)
+        if not attacks or not all(callable(a) for a in attacks):
+            raise ValueError("attacks must be a callable attack(model, x, y) -> x_adv or a non-empty list of them")
+    device = device_of(model)
+    start = time.perf_counter()
+    robust, clean, gradients = [], [], 0
+    for first in progress(range(0, len(x), batch_size), desc="robust accuracy"):
+        xb, yb = x[first:first + batch_size].to(device), y[first:first + batch_size].to(device)
+        correct_b = correct(model, xb, yb, batch_size).to(device)
+        survived = correct_b.clone()
+        if attacks is not None:
+            for attack in attacks:
+                survived &= correct(model, attack(model, xb, yb), yb, batch_size).to(device)
+        elif bool(correct_b.any()) or not early_stop:
+            # the whole batch goes in so that random starts do not depend on which examples are skipped
+            _, success, used = pgd_with_stats(
+                model, xb, yb, eps, norm=norm, steps=steps, step_size=step_size, random_start=random_start,
+                restarts=restarts, early_stop=early_stop, seed=seed + first, already_lost=~correct_b)
+            survived &= ~success
+            gradients += used
+        robust.append(survived.cpu())
+        clean.append(correct_b.cpu())
+    robust_all, clean_all = torch.cat(robust), torch.cat(clean)
+    return RobustEvaluation(robust_all.float().mean().item(), clean_all.float().mean().item(), robust_all,
+                            gradients, time.perf_counter() - start)
+
+
+# --------------------------------------------------------------------------- how large must a perturbation be?
+
+@torch.no_grad()
+def minimal_flip_size(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    direction: torch.Tensor,
+    sizes: Sequence[float],
+    *,
+    target: torch.Tensor | None = None,
+    batch_size: int = 2000,
+) -> torch.Tensor:
+    """Smallest size on the grid ``sizes`` at which clip₍₀,₁₎(x + size · direction) is misclassified.
+
+    Misclassified means: predicted class ≠ ``y`` (untargeted), or = ``target``
+    when given.  ``direction`` has the shape of ``x`` (e.g. :func:`fgsm_direction`
+    or unit-max templates).  Returns one value per example, ``inf`` where no
+    size on the grid succeeds; the resolution is the grid's spacing.
+    """
+    check_images(x, "x")
+    sizes = [check_eps(s, "sizes") for s in sizes]
+    if not sizes or any(b <= a for a, b in zip(sizes, sizes[1:])):
+        raise ValueError("sizes must be a non-empty, strictly increasing sequence of numbers >= 0")
+    if direction.shape != x.shape:
+        raise ValueError(f"direction must have the shape of x {tuple(x.shape)}, got {tuple(direction.shape)}")
+    num_classes = num_classes_of(model, x)
+    y = check_labels(y, num_classes, batch_size=x.shape[0], name="y")
+    if target is not None:
+        target = check_labels(target, num_classes, batch_size=x.shape[0], name="target")
+    result = torch.full((x.shape[0],), math.inf)
+    for size in sizes:
+        pending = torch.isinf(result).nonzero().flatten()
+        if len(pending) == 0:
+            break
+        moved = (x[pending] + size * direction[pending].to(x.device)).clamp(0.0, 1.0)
+        goal = target if target is not None else y
+        success = attack_succeeded(logits(model, moved, batch_size).cpu(), goal[pending].cpu(), targeted=target is not None)
+        result[pending[success]] = size
+    return result
+
+
+def median_flip_size(sizes: torch.Tensor) -> float:
+    """Median of :func:`minimal_flip_size` results (``inf`` counts as larger than every size)."""
+    return float(sizes.double().median()) if len(sizes) else math.nan
+
+

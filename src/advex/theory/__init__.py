@@ -1,0 +1,2 @@
+"""Closed forms that explain rather than attack: Karpathy's toy, logistic regression under a max-norm
+attack, linear templates, and how linear a network is along a line through an input."""
