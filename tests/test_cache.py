@@ -1,5 +1,8 @@
 """The model cache: trains once, reloads safely, recovers from corruption, writes atomically."""
+import functools
 import os
+import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -107,3 +110,88 @@ def test_entries_are_never_unpickled_as_arbitrary_objects(home):
 def test_config_must_be_a_dict(home):
     with pytest.raises(ValueError, match="config must be a dict"):
         advex.cached_model("lin", [1, 2], build, TrainCounter())
+
+
+# --------------------------------------------------------------------------- the key covers every subpackage
+
+def _package_copy(tmp_path):
+    source = Path(cache.__file__).parent
+    copy = tmp_path / "advex_copy"
+    shutil.copytree(source, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    return copy
+
+
+@pytest.mark.parametrize("module", ["attacks/gradient.py", "models/mnist.py", "losses.py", "train.py", "data/mnist.py"])
+def test_editing_a_training_relevant_module_in_any_subpackage_changes_the_digest(tmp_path, module):
+    package = _package_copy(tmp_path)
+    before = cache._package_source_digest(package)
+    with open(package / module, "a", encoding="utf-8") as handle:
+        handle.write("\n# an edit\n")
+    assert cache._package_source_digest(package) != before
+
+
+@pytest.mark.parametrize("module", ["viz/style.py", "viz/slider.py", "progress.py", "paths.py", "data/assets.py"])
+def test_editing_a_presentation_module_keeps_the_digest(tmp_path, module):
+    package = _package_copy(tmp_path)
+    before = cache._package_source_digest(package)
+    with open(package / module, "a", encoding="utf-8") as handle:
+        handle.write("\n# an edit\n")
+    assert cache._package_source_digest(package) == before
+
+
+def test_every_subpackage_is_covered():
+    covered = {p.relative_to(Path(cache.__file__).parent).parts[0] for p in cache.training_relevant_modules()}
+    assert {"attacks", "models", "data", "theory"} <= covered and "viz" not in covered
+
+
+# --------------------------------------------------------------------------- the one recipe: advex.trained
+
+def _data(n=64, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.rand(n, 1, 2, 2, generator=generator)
+    return x, (x.flatten(1).sum(1) > 2).long()
+
+
+def _tiny():
+    return nn.Sequential(nn.Flatten(), nn.Linear(4, 2))
+
+
+def _penalised(model, x, y, *, l2):
+    return nn.functional.cross_entropy(model(x), y) + l2 * model[1].weight.square().sum()
+
+
+def test_trained_trains_once_then_loads(home, capsys):
+    first = advex.trained("tiny", _tiny, _data(), epochs=2, lr=0.1, verbose=False)
+    second = advex.trained("tiny", _tiny, _data(), epochs=2, lr=0.1, verbose=False)
+    assert len(list((home / "models").glob("tiny-*.pt"))) == 1
+    assert torch.equal(first[1].weight, second[1].weight) and not second.training
+
+
+@pytest.mark.parametrize("change", [
+    dict(data=_data(seed=1)),                                           # other images
+    dict(epochs=3),                                                     # a hyperparameter
+    dict(loss_fn=functools.partial(_penalised, l2=0.1)),                # a loss ...
+    dict(build=lambda: nn.Sequential(nn.Flatten(), nn.Linear(4, 2), nn.Identity())),  # architecture
+    dict(seed=1),                                                       # initial weights and order
+])
+def test_trained_key_follows_everything_that_determines_the_weights(home, change):
+    base = dict(build=_tiny, data=_data(), epochs=2, lr=0.1, loss_fn=functools.partial(_penalised, l2=0.0))
+    advex.trained("tiny", base["build"], base["data"], epochs=2, lr=0.1, loss_fn=base["loss_fn"], verbose=False)
+    settings = {**base, **change}
+    advex.trained("tiny", settings.pop("build"), settings.pop("data"), verbose=False, **settings)
+    assert len(list((home / "models").glob("tiny-*.pt"))) == 2
+
+
+def test_trained_key_follows_a_partial_loss_setting(home):
+    for l2 in (0.0, 0.0, 0.5):
+        advex.trained("tiny", _tiny, _data(), epochs=1, lr=0.1, loss_fn=functools.partial(_penalised, l2=l2), verbose=False)
+    assert len(list((home / "models").glob("tiny-*.pt"))) == 2
+
+
+def test_trained_rejects_bad_arguments(home):
+    with pytest.raises(ValueError, match="data must be a pair"):
+        advex.trained("tiny", _tiny, _data()[0], epochs=1, lr=0.1)
+    with pytest.raises(ValueError, match="labels"):
+        advex.trained("tiny", _tiny, (_data()[0], _data()[1].float()), epochs=1, lr=0.1)
+    with pytest.raises(ValueError, match="name"):
+        advex.trained("a/b", _tiny, _data(), epochs=1, lr=0.1)
