@@ -127,15 +127,21 @@ def _idx(magic: int, shape: tuple, data: np.ndarray) -> bytes:
     return header + data.astype(np.uint8).tobytes()
 
 
+def _write(path, data: bytes, gz: bool) -> None:
+    """Write ``data`` (gzipped if ``gz``) and close the file: an unclosed GzipFile may not have written
+    its last block yet when the file is read back (Python 3.12 buffers writes)."""
+    with (gzip.open(path, "wb") if gz else open(path, "wb")) as handle:
+        handle.write(data)
+
+
 @pytest.mark.parametrize("gz", [False, True])
 def test_idx_round_trip(tmp_path, gz):
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, size=(5, 28, 28), dtype=np.uint8)
     labels = np.array([3, 1, 4, 1, 5], dtype=np.uint8)
-    write = (lambda p, b: gzip.open(p, "wb").write(b)) if gz else (lambda p, b: p.write_bytes(b))
     suffix = ".gz" if gz else ""
-    write(tmp_path / f"t10k-images-idx3-ubyte{suffix}", _idx(0x803, images.shape, images))
-    write(tmp_path / f"t10k-labels-idx1-ubyte{suffix}", _idx(0x801, labels.shape, labels))
+    _write(tmp_path / f"t10k-images-idx3-ubyte{suffix}", _idx(0x803, images.shape, images), gz)
+    _write(tmp_path / f"t10k-labels-idx1-ubyte{suffix}", _idx(0x801, labels.shape, labels), gz)
     x, y = load_mnist_idx(tmp_path, "test")
     assert x.shape == (5, 1, 28, 28) and x.dtype == torch.float32
     assert torch.equal(x, torch.from_numpy(images).float().unsqueeze(1) / 255)
@@ -160,3 +166,26 @@ def test_idx_errors(tmp_path):
         load_mnist_idx(tmp_path / "nowhere", "train")
     with pytest.raises(ValueError, match="split must be"):
         load_mnist_idx(tmp_path, "validation")
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_read_idx_closes_the_files_it_opens(tmp_path, monkeypatch, gz):
+    from advex.data import mnist
+
+    path = tmp_path / ("labels.gz" if gz else "labels")
+    _write(path, _idx(0x801, (3,), np.array([1, 2, 3])), gz)
+    (tmp_path / "bad").write_bytes(b"<html>")
+    opened = []
+
+    def tracking(opener):
+        def open_and_track(*args, **kwargs):
+            opened.append(opener(*args, **kwargs))
+            return opened[-1]
+        return open_and_track
+
+    monkeypatch.setattr(mnist.gzip, "open", tracking(gzip.open))
+    monkeypatch.setattr(mnist, "open", tracking(open), raising=False)  # shadows the builtin inside mnist only
+    assert read_idx(path, "labels").tolist() == [1, 2, 3]
+    with pytest.raises(ValueError, match="too short"):
+        read_idx(tmp_path / "bad", "labels")
+    assert len(opened) == 2 and all(handle.closed for handle in opened)

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from torch import nn
 from torch.nn import functional as F
 
-from advex.attacks import bim, bim_steps, deepfool, fgsm, lbfgs_attack, pgd, pgd_with_stats
+from advex.attacks import bim, bim_steps, cw_l2, deepfool, fgsm, lbfgs_attack, pgd, pgd_with_stats
+from advex.attacks.core import logit_margins
 from advex.evaluate import robust_accuracy
 
 # tiny models gain nothing from threads, and a busy 2-core machine loses a lot to them
@@ -170,7 +171,40 @@ def test_lbfgs_finds_a_near_minimal_targeted_example(seed, distance):
     assert distance <= size <= 1.5 * distance
 
 
-@pytest.mark.parametrize("attack", [deepfool, lambda m, x, y: lbfgs_attack(m, x, (y + 1) % CLASSES, max_iter=20)])
+@settings(max_examples=10, deadline=None, phases=[Phase.explicit, Phase.reuse, Phase.generate])  # C&W is too slow to shrink
+@given(seed=st.integers(0, 10_000), distance=st.floats(0.02, 0.3), targeted=st.booleans(), extra=st.sampled_from([0.0, 0.1]))
+def test_cw_l2_finds_a_near_minimal_example(seed, distance, targeted, extra):
+    """On a 2-class linear model the smallest change reaching a logit margin κ is (|margin| + κ) / ‖w_1 − w_0‖
+    = ``distance`` + ``extra`` (κ = extra · ‖w_1 − w_0‖): C&W gets within 10 % of it."""
+    model, x, y = linear_two_class(seed, distance)
+    w = model[1].weight.detach()
+    confidence = extra * (w[1] - w[0]).norm().item()
+    x_adv = cw_l2(model, x, 1 - y if targeted else y, targeted=targeted, confidence=confidence)
+    size = (x_adv - x).norm().item()
+    assert model(x_adv).argmax(1).item() == 1
+    assert (distance + extra) * (1 - 1e-6) <= size <= 1.1 * (distance + extra)
+
+
+@pytest.mark.parametrize("confidence", [0.0, 0.5])
+@pytest.mark.parametrize("seed", [0, 1, 3])
+def test_cw_l2_moves_exactly_the_examples_whose_target_it_reaches(seed, confidence):
+    model, (x, _) = tiny_model(seed, torch.float64), batch(seed, dtype=torch.float64)
+    with torch.no_grad():
+        target = (model.eval()(x).argmax(1) + 1) % CLASSES  # a class the model does not predict
+    x_adv = cw_l2(model, x, target, targeted=True, confidence=confidence, lr=0.05)
+    with torch.no_grad():
+        reached = logit_margins(model(x_adv), target) >= confidence
+    moved = (x_adv != x).flatten(1).any(1)
+    assert torch.equal(moved, reached), "x_adv is a success with margin >= κ, or x itself"
+    assert reached.any()
+
+
+@pytest.mark.parametrize("attack", [
+    deepfool,
+    lambda m, x, y: lbfgs_attack(m, x, (y + 1) % CLASSES, search_steps=3, max_iter=20),
+    lambda m, x, y: cw_l2(m, x, y, search_steps=2, steps=20),
+    lambda m, x, y: cw_l2(m, x, (y + 1) % CLASSES, targeted=True, search_steps=2, steps=20),
+], ids=["deepfool", "lbfgs", "cw", "cw_targeted"])
 @settings(max_examples=20, deadline=None)
 @given(seed=st.integers(0, 10_000))
 def test_minimal_attacks_contract(attack, seed):
@@ -180,6 +214,53 @@ def test_minimal_attacks_contract(attack, seed):
     assert torch.equal(x, x_before) and model.training
     assert all(p.grad is None for p in model.parameters())
     assert x_adv.min() >= 0 and x_adv.max() <= 1 and x_adv.shape == x.shape
+    assert not x_adv.requires_grad and x_adv.dtype == x.dtype
+
+
+@pytest.mark.parametrize("attack", [
+    lambda m, x, y: lbfgs_attack(m, x, (y + 1) % CLASSES, search_steps=3, max_iter=30),
+    lambda m, x, y: cw_l2(m, x, y, search_steps=3, steps=30),
+    lambda m, x, y: deepfool(m, x, y),
+], ids=["lbfgs", "cw", "deepfool"])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_minimal_attacks_treat_each_example_on_its_own(attack, seed):
+    """An example's result must not depend on the rest of its batch (a joint L-BFGS-B run over the batch did)."""
+    model, (x, y) = tiny_model(seed, torch.float64), batch(seed, n=6, dtype=torch.float64)
+    together = attack(model, x, y)
+    alone = torch.cat([attack(model, x[i:i + 1], y[i:i + 1]) for i in range(len(x))])
+    assert torch.allclose(together, alone, rtol=0, atol=1e-6), (together - alone).abs().max()
+
+
+def twenty_class_model(seed: int) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Flatten(), nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 20)).double()
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_deepfool_with_all_classes_as_candidates_is_plain_deepfool(seed):
+    model = twenty_class_model(seed)
+    x, _ = batch(seed, n=8, dtype=torch.float64)
+    y = torch.randint(0, 20, (8,), generator=torch.Generator().manual_seed(seed))
+    plain = deepfool(model, x, y, candidates=None)
+    assert torch.equal(deepfool(model, x, y, candidates=20), plain)
+    assert torch.equal(deepfool(model, x, y, candidates=1000), plain)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_deepfool_fools_a_twenty_class_model_with_three_candidates(seed, monkeypatch):
+    from advex.attacks import minimal
+    model = twenty_class_model(seed)
+    x = 0.25 + 0.5 * batch(seed, n=16, dtype=torch.float64)[0]   # inside the box: clipping does not get in the way
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    linearised = []
+    original = minimal._class_gradients
+    monkeypatch.setattr(minimal, "_class_gradients",
+                        lambda m, x, classes: linearised.append(classes.shape[1]) or original(m, x, classes))
+    x_adv = deepfool(model, x, y, candidates=3)
+    assert set(linearised) == {4}, "3 candidates + the true class, never all 20"
+    with torch.no_grad():
+        assert (model(x_adv).argmax(1) != y).all()
 
 
 def test_bim_default_steps_follow_kurakin():
@@ -206,8 +287,22 @@ def test_bim_default_steps_follow_kurakin():
     (lambda m, x, y: deepfool(m, x, y, overshoot=-0.1), "overshoot must be >= 0"),
     (lambda m, x, y: deepfool(m, x, y + CLASSES), r"class indices in \[0, 2\]"),
     (lambda m, x, y: lbfgs_attack(m, x, y, search_steps=0), "search_steps must be an integer >= 1"),
-    (lambda m, x, y: lbfgs_attack(m, x, y, initial_c=0.0), "initial_c must be > 0"),
-    (lambda m, x, y: lbfgs_attack(m, x, y + CLASSES), r"class indices in \[0, 2\]"),
+    (lambda m, x, y: deepfool(m, x, y, candidates=0), "candidates must be an integer >= 1"),
+    (lambda m, x, y: deepfool(m, x, y, candidates=2.0), "candidates must be an integer >= 1"),
+    (lambda m, x, y: lbfgs_attack(m, x, y, initial_c=0.0), "initial_c must be a finite number > 0"),
+    (lambda m, x, y: lbfgs_attack(m, x, y, initial_c=-1.0), "initial_c must be a finite number > 0"),
+    (lambda m, x, y: lbfgs_attack(m, x, y, max_iter=0), "max_iter must be an integer >= 1"),
+    (lambda m, x, y: lbfgs_attack(m, x, y + CLASSES), r"target must hold class indices in \[0, 2\]"),
+    (lambda m, x, y: cw_l2(m, x, y, confidence=-1.0), "confidence must be >= 0"),
+    (lambda m, x, y: cw_l2(m, x, y, confidence=float("inf")), "confidence must be finite"),
+    (lambda m, x, y: cw_l2(m, x, y, initial_c=0.0), "initial_c must be a finite number > 0"),
+    (lambda m, x, y: cw_l2(m, x, y, initial_c=float("nan")), "initial_c must be a finite number > 0"),
+    (lambda m, x, y: cw_l2(m, x, y, search_steps=0), "search_steps must be an integer >= 1"),
+    (lambda m, x, y: cw_l2(m, x, y, steps=1.5), "steps must be an integer >= 1"),
+    (lambda m, x, y: cw_l2(m, x, y, lr=0.0), "lr must be a finite number > 0"),
+    (lambda m, x, y: cw_l2(m, x, y, lr="fast"), "lr must be a finite number > 0"),
+    (lambda m, x, y: cw_l2(m, x, y + CLASSES), r"y must hold class indices in \[0, 2\]"),
+    (lambda m, x, y: cw_l2(m, x * 2, y), r"x must lie in \[0.0, 1.0\]"),
     (lambda m, x, y: robust_accuracy(m, x, y, 0.1, batch_size=0), "batch_size must be an integer >= 1"),
     (lambda m, x, y: robust_accuracy(m, x, y, -0.1), "eps must be >= 0"),
 ])

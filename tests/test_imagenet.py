@@ -79,3 +79,20 @@ def test_preprocess_and_photo_errors():
         load_photo("lena")
     assert set(PHOTOS) == {"chelsea", "coffee", "astronaut", "rocket", "grace_hopper"}
     assert load_photo("grace_hopper").shape == (3, 224, 224)
+
+
+def test_top_k_runs_a_training_model_in_eval_mode_and_gives_its_modes_back():
+    """top_k must not sample dropout (or use batch statistics), and each sub-module keeps its own mode."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 64), torch.nn.BatchNorm1d(64),
+                                torch.nn.Dropout(0.5), torch.nn.Linear(64, 1000)).train()
+    model[2].eval()  # a frozen BatchNorm inside a training model
+    modes = [m.training for m in model.modules()]
+    images = torch.rand(4, 3, 8, 8, requires_grad=True)
+    first, second = top_k(model, images, k=5), top_k(model, images, k=5)
+    assert [m.training for m in model.modules()] == modes
+    assert torch.equal(first[0], second[0]) and torch.equal(first[1], second[1]) and first[2] == second[2]
+    with torch.no_grad():
+        expected = model.eval()(images).softmax(1).topk(5)
+    assert torch.allclose(first[0], expected.values) and torch.equal(first[1], expected.indices)
+    assert not first[0].requires_grad and first[0].device.type == "cpu"

@@ -6,7 +6,8 @@ Conventions, the same for every attack here (the ones users of cleverhans and fo
   model); ``eps`` is in the same units; labels are integer class indices (any integer dtype);
 * the model runs in eval mode during the attack and every sub-module gets its own mode back
   afterwards; its parameters are frozen meanwhile, so no gradient is left on them;
-* the result is the adversarial batch, on the model's device, clipped to the box and (for attacks
+* the attack computes on the model's device and its result comes back on the device of ``x``
+  (:func:`.core.returns_on_input_device`); the result is the adversarial batch, clipped to the box and (for attacks
   with a budget) inside the ε-ball around ``x``, with no autograd history; ``x`` is never modified;
 * attacks work inside ``torch.no_grad()``; bad arguments raise ``ValueError`` naming the argument;
 * statistics (accuracy, robust accuracy, confidence) come from :mod:`advex.evaluate`, not from attacks.
@@ -17,10 +18,11 @@ Modules: :mod:`.core` (gradients, directions, projections, random starts, the su
 """
 from .core import attack_mode, attack_succeeded, input_gradient, project, random_offset, steepest_ascent
 from .gradient import bim, bim_steps, fgsm, fgsm_direction, pgd, pgd_with_stats
+from .carlini_wagner import cw_l2
 from .minimal import deepfool, lbfgs_attack
 from .sparse import greedy_pixels, one_pixel_exhaustive
 from .templates import add_template, follow_local_template, local_templates, unit_max
 
-__all__ = ["add_template", "attack_mode", "attack_succeeded", "bim", "bim_steps", "deepfool", "fgsm", "fgsm_direction",
+__all__ = ["add_template", "attack_mode", "attack_succeeded", "bim", "bim_steps", "cw_l2", "deepfool", "fgsm", "fgsm_direction",
            "follow_local_template", "greedy_pixels", "input_gradient", "lbfgs_attack", "local_templates",
            "one_pixel_exhaustive", "pgd", "pgd_with_stats", "project", "random_offset", "steepest_ascent", "unit_max"]

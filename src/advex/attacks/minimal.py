@@ -1,60 +1,90 @@
 """Minimal-perturbation attacks: they look for the smallest L2 change that flips the prediction.
 
 * :func:`lbfgs_attack`: Szegedy et al. (2014, §4.1), box-constrained L-BFGS on c‖r‖² + loss_f(x + r, l);
-* :func:`deepfool`: Moosavi-Dezfooli, Fawzi & Frossard (2016, Algorithm 2), the multi-class linearisation.
+* :func:`deepfool`: Moosavi-Dezfooli, Fawzi & Frossard (2016, Algorithm 2), the multi-class linearisation;
+* :func:`advex.attacks.carlini_wagner.cw_l2` (its own module): Carlini & Wagner (2017), L2.
 
-Both return adversarial images in [0, 1] with no ε: the size of ``x_adv − x`` is the result.
+All return adversarial images in [0, 1] with no ε: the size of ``x_adv − x`` is the result.
 Inputs are never modified, the model's mode is restored and no gradient is left on its parameters.
 """
 from __future__ import annotations
 
 import numpy as np
 import torch
-from scipy.optimize import minimize
+from scipy.optimize import Bounds, minimize
 from torch import nn
 from torch.nn import functional as F
 
-from .core import attack_inputs, attack_mode, attack_succeeded, l2_norms, per_example
+from .core import attack_inputs, attack_mode, attack_succeeded, l2_norms, per_example, returns_on_input_device
 from ..validation import check_eps, check_positive_int
 
 
-def _class_gradients(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Logits f(x) (N, K) and their input gradients ∇ₓ f_k(x) (N, K, ...), one backward pass per class."""
-    x = x.detach().requires_grad_(True)
-    logits = model(x)
-    grads = [torch.autograd.grad(logits[:, k].sum(), x, retain_graph=k + 1 < logits.shape[1])[0]
-             for k in range(logits.shape[1])]
+def check_positive_real(value, name: str) -> float:
+    """A finite real number > 0 (a weight c, a learning rate)."""
+    try:
+        checked = check_eps(value, name)
+    except ValueError:
+        checked = 0.0
+    if not checked > 0:
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    return checked
+
+
+def _class_gradients(model: nn.Module, x: torch.Tensor, classes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """All logits f(x) (N, K) and the input gradients ∇ₓ f_k(x) of the classes in ``classes`` (N, M) only: (N, M, ...).
+
+    One backward pass per column of ``classes``, so M, not the number of classes K, sets the cost.
+    """
+    with torch.enable_grad():
+        x = x.detach().requires_grad_(True)
+        logits = model(x)
+        chosen = logits.gather(1, classes)
+        grads = [torch.autograd.grad(chosen[:, j].sum(), x, retain_graph=j + 1 < classes.shape[1])[0]
+                 for j in range(classes.shape[1])]
     return logits.detach(), torch.stack(grads, dim=1)
 
 
-def deepfool(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, steps: int = 50, overshoot: float = 0.02) -> torch.Tensor:
+@returns_on_input_device
+def deepfool(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, steps: int = 50, overshoot: float = 0.02,
+             candidates: int | None = 10) -> torch.Tensor:
     """DeepFool (Moosavi-Dezfooli et al. 2016, Algorithm 2), untargeted, L2.
 
     At xᵢ, with f'_k = f_k − f_y and w'_k = ∇f_k − ∇f_y, step to the nearest linearised boundary:
     l = argmin_{k≠y} |f'_k| / ‖w'_k‖₂,  rᵢ = (|f'_l| / ‖w'_l‖₂²) · w'_l,  and
     x_adv = clip₍₀,₁₎(x + (1 + overshoot) Σ rᵢ), until the label changes or ``steps`` run out.
+
+    ``candidates``: only the classes k with the ``candidates`` largest logits at the clean input
+    (plus y) enter the argmin, so a step costs ``candidates`` + 1 backward passes instead of one
+    per class (1000 on ImageNet); ``None`` linearises every class.  The authors' reference
+    implementation restricts ImageNet to the 10 most likely classes in the same way
+    (``num_classes=10``): the nearest boundary is almost always one of them.
     """
     x, y, _ = attack_inputs(model, x, y)
     steps = check_positive_int(steps, "steps")
     overshoot = check_eps(overshoot, "overshoot")
+    candidates = None if candidates is None else check_positive_int(candidates, "candidates")
     device = x.device
     total = torch.zeros_like(x)
     x_adv = x.clone()
     active = torch.arange(len(x), device=device)
     with attack_mode(model):
+        with torch.no_grad():  # the candidate classes are chosen once, at the clean input; y is always one of them
+            clean = model(x)
+            keep = clean.shape[1] if candidates is None else min(candidates, clean.shape[1])
+            classes = torch.cat([clean.topk(keep, dim=1).indices, y[:, None]], dim=1)
         for _ in range(steps):
-            logits, grads = _class_gradients(model, x_adv[active])
-            still_correct = ~attack_succeeded(logits, y[active], targeted=False)
+            logits, grads = _class_gradients(model, x_adv[active], classes[active])
+            still_correct = ~attack_succeeded(logits, y[active], targeted=False)   # over all K classes
             active, logits, grads = active[still_correct], logits[still_correct], grads[still_correct]
             if len(active) == 0:
                 break
-            rows = torch.arange(len(active), device=device)
-            f_diff = logits - logits[rows, y[active]].unsqueeze(1)                      # f'_k
-            w_diff = grads - grads[rows, y[active]].unsqueeze(1)                        # w'_k
+            candidate, true = classes[active], y[active]
+            f_diff = logits.gather(1, candidate) - logits.gather(1, true[:, None])      # f'_k
+            w_diff = grads - grads[:, -1:]                                              # w'_k (y is the last column)
             w_norm = w_diff.flatten(2).norm(dim=2).clamp_min(1e-8)                      # ‖w'_k‖₂
-            distance = f_diff.abs() / w_norm
-            distance[rows, y[active]] = torch.inf                                        # k ≠ y
+            distance = (f_diff.abs() / w_norm).masked_fill(candidate == true[:, None], torch.inf)  # k ≠ y
             nearest = distance.argmin(1)
+            rows = torch.arange(len(active), device=device)
             w_l = w_diff[rows, nearest]
             r = per_example((f_diff[rows, nearest].abs() + 1e-4) / w_norm[rows, nearest] ** 2, w_l) * w_l
             total[active] += r
@@ -63,51 +93,60 @@ def deepfool(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, steps: int =
 
 
 def _lbfgs_minimise(model, x, target, c, max_iter) -> torch.Tensor:
-    """argmin over x' ∈ [0,1]ᵈ of Σᵢ cᵢ‖x'ᵢ − xᵢ‖² + CE(f(x'ᵢ), tᵢ) (separable, so one L-BFGS-B run solves all)."""
+    """argmin over x' ∈ [0,1]ᵈ of c‖x' − x‖₂² + CE(f(x'), t) for ONE example (x of shape (1, ...)).
+
+    One L-BFGS-B run per example: a joint run over a batch would share one line search and one
+    stopping rule, so an example's result would depend on the others in its batch.
+    """
     shape, dtype, device = x.shape, x.dtype, x.device
-    weights = per_example(c, x)
 
     def objective(flat: np.ndarray):
-        x_new = torch.from_numpy(flat).to(device=device, dtype=dtype).view(shape).requires_grad_(True)
-        value = (weights * (x_new - x) ** 2).sum() + F.cross_entropy(model(x_new), target, reduction="sum")
-        (grad,) = torch.autograd.grad(value, x_new)
+        with torch.enable_grad():  # scipy calls this from inside whatever context the caller set up
+            x_new = torch.from_numpy(flat).to(device=device, dtype=dtype).view(shape).requires_grad_(True)
+            value = c * ((x_new - x) ** 2).sum() + F.cross_entropy(model(x_new), target, reduction="sum")
+            (grad,) = torch.autograd.grad(value, x_new)
         return value.item(), grad.detach().cpu().double().numpy().ravel()
 
     start = x.detach().cpu().double().numpy().ravel()
-    result = minimize(objective, start, jac=True, method="L-BFGS-B", bounds=[(0.0, 1.0)] * start.size,
+    result = minimize(objective, start, jac=True, method="L-BFGS-B", bounds=Bounds(0.0, 1.0),
                       options={"maxiter": max_iter})
     return torch.from_numpy(result.x).to(device=device, dtype=dtype).view(shape)
 
 
+@returns_on_input_device
 def lbfgs_attack(model: nn.Module, x: torch.Tensor, target: torch.Tensor, *, search_steps: int = 8,
                  initial_c: float = 1.0, max_iter: int = 100) -> torch.Tensor:
     """Box-constrained L-BFGS (Szegedy et al. 2014, §4.1), targeted.
 
     minimise c‖r‖₂² + loss_f(x + r, l)  subject to  x + r ∈ [0, 1]ᵈ,
-    with a search over c per example: the larger c, the smaller r; we keep the largest c
-    (found by ×10 / geometric bisection, ``search_steps`` tries) whose minimiser is classified as l,
-    and return that minimiser.  Examples never classified as l come back unchanged.
+    by L-BFGS-B (``max_iter`` iterations), once per example and per value of c, so that an example's
+    result does not depend on the rest of its batch.  c is searched per example, ``search_steps``
+    values in all: ×10 after a success (more weight on ‖r‖), ÷10 after a failure, and geometric
+    bisection once a success and a failure bracket it.  Returned per example: of all the minimisers
+    classified as the target l, the one with the smallest ‖r‖₂ (normally that of the largest
+    successful c, since a larger c weighs ‖r‖ more); ``x`` itself where none was.
     """
-    x, target, _ = attack_inputs(model, x, target)
+    x, target, _ = attack_inputs(model, x, target, y_name="target")
     search_steps = check_positive_int(search_steps, "search_steps")
     max_iter = check_positive_int(max_iter, "max_iter")
-    if not initial_c > 0:
-        raise ValueError(f"initial_c must be > 0, got {initial_c!r}")
+    initial_c = check_positive_real(initial_c, "initial_c")
     device = x.device
     n = len(x)
-    c = torch.full((n,), float(initial_c), device=device, dtype=x.dtype)
+    c = torch.full((n,), initial_c, device=device, dtype=x.dtype)
     low = torch.zeros(n, device=device, dtype=x.dtype)          # largest c known to succeed
     high = torch.full((n,), torch.inf, device=device, dtype=x.dtype)  # smallest c known to fail
     best = x.clone()
     best_norm = torch.full((n,), torch.inf, device=device, dtype=x.dtype)
     with attack_mode(model):
         for _ in range(search_steps):
-            candidate = _lbfgs_minimise(model, x, target, c, max_iter)
+            candidate = torch.cat([_lbfgs_minimise(model, x[i:i + 1], target[i:i + 1], c[i], max_iter)
+                                   for i in range(n)])
             with torch.no_grad():
                 success = attack_succeeded(model(candidate), target, targeted=True)
             norms = l2_norms(candidate - x)
             improved = success & (norms < best_norm)
-            best[improved], best_norm[improved] = candidate[improved], norms[improved]
+            best = torch.where(per_example(improved, x), candidate, best)
+            best_norm = torch.where(improved, norms, best_norm)
             low = torch.where(success, torch.maximum(low, c), low)
             high = torch.where(success, high, torch.minimum(high, c))
             # more weight on ‖r‖ after a success, less after a failure; bisect geometrically once bracketed
