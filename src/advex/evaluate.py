@@ -34,14 +34,16 @@ def _batches(n: int, batch_size: int):
 
 @torch.no_grad()
 def logits(model: nn.Module, images: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
-    """Raw outputs of ``model`` on ``images`` (batched, eval mode), on the model's device."""
+    """Raw outputs of ``model`` on ``images`` (batched, eval mode, computed on the model's device),
+    returned on the device of ``images``."""
     device = device_of(model)
     with eval_mode(model):
-        return torch.cat([model(images[i:i + batch_size].to(device)) for i in _batches(len(images), batch_size)])
+        out = torch.cat([model(images[i:i + batch_size].to(device)) for i in _batches(len(images), batch_size)])
+    return out.to(images.device)
 
 
 def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
-    """Softmax probabilities of ``model`` on ``images`` (batched, eval mode), on the model's device."""
+    """Softmax probabilities of ``model`` on ``images`` (batched, eval mode), on the device of ``images``."""
     return F.softmax(logits(model, images, batch_size), dim=1)
 
 
@@ -63,7 +65,7 @@ def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch
 def mean_loss(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 1000) -> float:
     """Mean cross-entropy of ``model`` on a data set (e.g. at initialisation: expect ln(#classes))."""
     check_images(images, "images")
-    labels = _labels(model, images, labels).to(device_of(model))
+    labels = _labels(model, images, labels).to(images.device)
     return F.cross_entropy(logits(model, images, batch_size), labels, reduction="mean").item()
 
 
@@ -226,6 +228,22 @@ def minimal_flip_size(
         success = attack_succeeded(logits(model, moved, batch_size).cpu(), goal[pending].cpu(), targeted=target is not None)
         result[pending[success]] = size
     return result
+
+
+def pixels_changed(x: torch.Tensor, x_adv: torch.Tensor) -> torch.Tensor:
+    """Per image of an (N, C, H, W) batch: how many pixel positions differ in any channel (L0 over pixels)."""
+    if x.shape != x_adv.shape or x.dim() != 4:
+        raise ValueError(f"x and x_adv must be (N, C, H, W) batches of one shape, got {tuple(x.shape)} and {tuple(x_adv.shape)}")
+    return (x.cpu() != x_adv.cpu()).any(1).flatten(1).sum(1)
+
+
+def pixels_to_fool(model: nn.Module, x: torch.Tensor, x_adv: torch.Tensor, y: torch.Tensor,
+                   batch_size: int = 1000) -> torch.Tensor:
+    """Per image: the pixels an L0 attack changed where ``x_adv`` fools the model (0 where ``x`` already
+    did), ``inf`` where it does not fool it.  Float, on the CPU."""
+    y = check_labels(y, num_classes_of(model, x_adv), batch_size=x_adv.shape[0], name="y")
+    changed = pixels_changed(x, x_adv).double()
+    return torch.where(correct(model, x_adv, y, batch_size), torch.full_like(changed, math.inf), changed)
 
 
 def median_flip_size(sizes: torch.Tensor) -> float:

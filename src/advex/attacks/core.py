@@ -3,6 +3,8 @@ directions, projection onto the ε-ball ∩ box, random starts and the success t
 """
 from __future__ import annotations
 
+import functools
+import inspect
 from typing import Callable
 
 import torch
@@ -15,8 +17,28 @@ from ..validation import check_eps, check_images, check_labels
 
 __all__ = [
     "attack_inputs", "attack_mode", "attack_succeeded", "input_gradient", "l2_norms", "logit_margins",
-    "num_classes_of", "per_example", "project", "random_offset", "steepest_ascent",
+    "num_classes_of", "per_example", "project", "random_offset", "returns_on_input_device", "steepest_ascent",
 ]
+
+
+def returns_on_input_device(attack: Callable) -> Callable:
+    """Decorator: the attack computes on the model's device, its tensors come back on the device of ``x``.
+
+    So a caller who keeps data on the CPU and the model on a GPU gets CPU results that mix with the
+    rest of their CPU tensors; a caller who keeps everything on the GPU pays no copy.
+    """
+    signature = inspect.signature(attack)
+
+    @functools.wraps(attack)
+    def wrapper(*args, **kwargs):
+        x = signature.bind_partial(*args, **kwargs).arguments.get("x")
+        result = attack(*args, **kwargs)
+        if not isinstance(x, torch.Tensor):
+            return result
+        move = (lambda t: t.to(x.device) if isinstance(t, torch.Tensor) else t)
+        return tuple(move(t) for t in result) if isinstance(result, tuple) else move(result)
+
+    return wrapper
 
 
 def num_classes_of(model: nn.Module, x: torch.Tensor) -> int:

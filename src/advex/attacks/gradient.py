@@ -15,13 +15,14 @@ import torch
 from torch import nn
 
 from .core import (attack_inputs, attack_mode, attack_succeeded, cross_entropy_per_example, input_gradient,
-                   per_example, project, random_offset, steepest_ascent)
+                   per_example, project, random_offset, returns_on_input_device, steepest_ascent)
 from ..validation import check_eps, check_norm, check_positive_int
 
 #: with ``early_stop``, how often (in steps) the survivors are counted on the host
 SURVIVOR_CHECK_EVERY = 4
 
 
+@returns_on_input_device
 def fgsm_direction(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, targeted: bool = False) -> torch.Tensor:
     """sign(∇ₓ J(θ, x, y)) (Goodfellow, Shlens & Szegedy 2015, §4): FGSM at ε is clip(x + ε · this).
 
@@ -33,6 +34,7 @@ def fgsm_direction(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, target
         return input_gradient(model, x, y, targeted).sign()
 
 
+@returns_on_input_device
 def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, *, targeted: bool = False) -> torch.Tensor:
     """Fast gradient sign method (Goodfellow, Shlens & Szegedy 2015, §4).
 
@@ -89,11 +91,12 @@ def _ascend(model, x, y, start, best: _Best, *, eps, norm, steps, step_size, tar
             logits = model(x_now)
             objective = cross_entropy_per_example(logits, y)
             objective = -objective if targeted else objective
+            total = objective.sum()   # inside enable_grad, so that it works when called under no_grad
         success = attack_succeeded(logits.detach(), y, targeted)
         best.update(rows, x_now.detach(), objective.detach(), success, alive)
         if last:
             break
-        (grad,) = torch.autograd.grad(objective.sum(), x_now)
+        (grad,) = torch.autograd.grad(total, x_now)
         gradients += len(x)
         # x^{t+1} = Π_{B(x, ε) ∩ [0,1]} (x^t + α · d(∇ₓ J))
         x_next = project(x_now.detach() + step_size * steepest_ascent(grad, norm), x, eps, norm)
@@ -113,6 +116,7 @@ def _ascend(model, x, y, start, best: _Best, *, eps, norm, steps, step_size, tar
     return gradients
 
 
+@returns_on_input_device
 def pgd_with_stats(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, *, norm="inf", steps: int = 40,
                    step_size: float | None = None, random_start: bool = True, restarts: int = 1, targeted: bool = False,
                    early_stop: bool = False, seed: int = 0, already_lost: torch.Tensor | None = None
@@ -149,6 +153,7 @@ def pgd_with_stats(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: floa
     return best.x_adv.detach(), best.success, gradients
 
 
+@returns_on_input_device
 def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, *, norm="inf", steps: int = 40,
         step_size: float | None = None, random_start: bool = True, restarts: int = 1, targeted: bool = False,
         early_stop: bool = False, seed: int = 0) -> torch.Tensor:
@@ -171,6 +176,7 @@ def bim_steps(eps: float) -> int:
     return max(1, int(min(255 * eps + 4, 1.25 * 255 * eps)))
 
 
+@returns_on_input_device
 def bim(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, *, steps: int | None = None,
         step_size: float = 1 / 255, targeted: bool = False, early_stop: bool = False) -> torch.Tensor:
     """Basic iterative method, also called I-FGSM (Kurakin, Goodfellow & Bengio 2017, §2.1).

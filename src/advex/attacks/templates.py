@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .core import attack_inputs, attack_mode, input_gradient
+from .core import attack_inputs, attack_mode, input_gradient, returns_on_input_device
 from ..validation import check_eps, check_images, check_positive_int
 
 
@@ -69,6 +69,7 @@ def class_scores_gradient(model: nn.Module, x: torch.Tensor, classes: torch.Tens
     return input_gradient(model, x, classes, loss_fn=class_score)
 
 
+@returns_on_input_device
 def local_templates(model: nn.Module, x: torch.Tensor, classes) -> torch.Tensor:
     """Local template of class c at image x: ∇ₓ s_c(x), the weights of the first-order Taylor model.
 
@@ -83,6 +84,7 @@ def local_templates(model: nn.Module, x: torch.Tensor, classes) -> torch.Tensor:
         return class_scores_gradient(model, x, classes)
 
 
+@returns_on_input_device
 def follow_local_template(model: nn.Module, x: torch.Tensor, target, alpha: float, steps: int = 1) -> torch.Tensor:
     """Add the target class's local template, re-estimated ``steps`` times (Karpathy 2015).
 
