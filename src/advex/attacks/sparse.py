@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .core import attack_inputs, attack_mode, attack_succeeded, logit_margins
+from .core import attack_inputs, attack_mode, attack_succeeded, logit_margins, returns_on_input_device
 from ..validation import check_positive_int
 
 
@@ -66,8 +66,9 @@ def _best_one_pixel(model, x, y, values, batch_size):
     return x_adv.view_as(x)
 
 
+@returns_on_input_device
 def one_pixel_exhaustive(model: nn.Module, x: torch.Tensor, y: torch.Tensor, values=(0.0, 1.0), *,
-                         batch_size: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
+                         batch_size: int = 1024) -> torch.Tensor:
     """The best single-pixel change of every image, found by trying them all.
 
     For each image, every pixel position is set to each of ``values`` (all channels at once), the
@@ -77,42 +78,37 @@ def one_pixel_exhaustive(model: nn.Module, x: torch.Tensor, y: torch.Tensor, val
     the differential evolution of Su, Vargas & Sakurai (2019; bib key su2019onepixel), which samples
     the same space (plus arbitrary colours) and may miss a successful pixel.
 
-    Returns ``(x_adv, success)``: the images (on the model's device) and a boolean mask, True where
-    the model's prediction on ``x_adv`` differs from ``y``.
+    Returns the adversarial images; which of them fool the model is :func:`advex.evaluate.correct`'s
+    business, and :func:`advex.evaluate.pixels_to_fool` counts the pixels.
     """
     x, y, batch_size = _check_inputs(model, x, y, batch_size)
     values = _check_values(values)
     with attack_mode(model), torch.no_grad():
-        x_adv = _best_one_pixel(model, x, y, values, batch_size)
-        success = attack_succeeded(model(x_adv), y, targeted=False)
-    return x_adv, success
+        return _best_one_pixel(model, x, y, values, batch_size)
 
 
+@returns_on_input_device
 def greedy_pixels(model: nn.Module, x: torch.Tensor, y: torch.Tensor, max_pixels: int = 3, values=(0.0, 1.0), *,
-                  batch_size: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
+                  batch_size: int = 1024) -> torch.Tensor:
     """Greedy multi-pixel attack: repeat the exhaustive one-pixel step on the images not yet fooled.
 
     Step t applies :func:`one_pixel_exhaustive`'s search to the current image of every example the
     model still classifies correctly, so after ``max_pixels`` steps each result differs from ``x`` in
     at most ``max_pixels`` pixels.  Greedy choice (lowest margin at each step) is not an optimal L0
-    search, so the counts are upper bounds on the fewest pixels needed (within ``values``).
+    search, so the counts of :func:`advex.evaluate.pixels_to_fool` on the result are upper bounds on
+    the fewest pixels needed (within ``values``).  An image stops changing as soon as it fools the model.
 
-    Returns ``(x_adv, pixels)``: the images (on the model's device) and, per image, the number of
-    pixels after which the model was first fooled: 0 if it was wrong on ``x`` already, ``max_pixels + 1``
-    if it was never fooled.
+    Returns the adversarial images.
     """
     x, y, batch_size = _check_inputs(model, x, y, batch_size)
     max_pixels = check_positive_int(max_pixels, "max_pixels")
     values = _check_values(values)
     with attack_mode(model), torch.no_grad():
         x_adv = x.clone()
-        pixels = torch.full((len(x),), max_pixels + 1, dtype=torch.long, device=x.device)
-        pixels[attack_succeeded(model(x), y, targeted=False)] = 0
-        for step in range(1, max_pixels + 1):
-            active = (pixels > max_pixels).nonzero()[:, 0]
+        active = (~attack_succeeded(model(x), y, targeted=False)).nonzero()[:, 0]
+        for _ in range(max_pixels):
             if len(active) == 0:
                 break
             x_adv[active] = _best_one_pixel(model, x_adv[active], y[active], values, batch_size)
-            fooled = attack_succeeded(model(x_adv[active]), y[active], targeted=False)
-            pixels[active[fooled]] = step
-    return x_adv, pixels
+            active = active[~attack_succeeded(model(x_adv[active]), y[active], targeted=False)]
+    return x_adv
