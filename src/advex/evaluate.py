@@ -218,16 +218,18 @@ def minimal_flip_size(
     y = check_labels(y, num_classes, batch_size=x.shape[0], name="y")
     if target is not None:
         target = check_labels(target, num_classes, batch_size=x.shape[0], name="target")
-    result = torch.full((x.shape[0],), math.inf)
+    device = device_of(model)   # everything stays on the model's device until the end
+    x_on, direction_on = x.to(device), direction.to(device)
+    goal = (target if target is not None else y).to(device)
+    result = torch.full((x.shape[0],), math.inf, device=device)
     for size in sizes:
         pending = torch.isinf(result).nonzero().flatten()
         if len(pending) == 0:
             break
-        moved = (x[pending] + size * direction[pending].to(x.device)).clamp(0.0, 1.0)
-        goal = target if target is not None else y
-        success = attack_succeeded(logits(model, moved, batch_size).cpu(), goal[pending].cpu(), targeted=target is not None)
+        moved = (x_on[pending] + size * direction_on[pending]).clamp(0.0, 1.0)
+        success = attack_succeeded(logits(model, moved, batch_size), goal[pending], targeted=target is not None)
         result[pending[success]] = size
-    return result
+    return result.to(x.device)
 
 
 def pixels_changed(x: torch.Tensor, x_adv: torch.Tensor) -> torch.Tensor:
