@@ -6,8 +6,10 @@ never make the attack weaker on any example, and a PGD run whose first step is a
 never weaker than FGSM.
 
 The loops are written for accelerators: no host synchronisation inside a step (the best iterate is
-kept with ``torch.where``, not boolean indexing).  With ``early_stop`` the survivors are counted only
-every few steps, and the batch is compacted only when they have halved.
+kept with ``torch.where``, not boolean indexing).  With ``early_stop``, images already fooled leave the
+batch: on the CPU after every step (a host synchronisation costs nothing there, a wasted gradient
+does); on an accelerator the survivors are counted only every few steps and the batch is compacted
+only when they have halved (each count stalls the device's queue).
 """
 from __future__ import annotations
 
@@ -18,8 +20,9 @@ from .core import (attack_inputs, attack_mode, attack_succeeded, cross_entropy_p
                    per_example, project, random_offset, returns_on_input_device, steepest_ascent)
 from ..validation import check_eps, check_norm, check_positive_int
 
-#: with ``early_stop``, how often (in steps) the survivors are counted on the host
-SURVIVOR_CHECK_EVERY = 4
+#: with ``early_stop`` on an accelerator: count the survivors every this many steps, compact when they
+#: are at most this share of the batch (on the CPU: every step, at any shrink)
+SURVIVOR_CHECK_EVERY, COMPACT_BELOW = 4, 0.5
 
 
 @returns_on_input_device
@@ -83,6 +86,7 @@ def _ascend(model, x, y, start, best: _Best, *, eps, norm, steps, step_size, tar
     """
     x_adv = project(start, x, eps, norm)
     alive = torch.ones(len(x), dtype=torch.bool, device=x.device)
+    check_every, compact_below = (1, 1.0) if x.device.type == "cpu" else (SURVIVOR_CHECK_EVERY, COMPACT_BELOW)
     gradients = 0
     for step in range(steps + 1):
         last = step == steps
@@ -105,11 +109,11 @@ def _ascend(model, x, y, start, best: _Best, *, eps, norm, steps, step_size, tar
             continue
         alive = alive & ~success
         x_adv = torch.where(per_example(alive, x_next), x_next, x_now.detach())
-        if (step + 1) % SURVIVOR_CHECK_EVERY == 0:
-            survivors = int(alive.sum())          # the one host synchronisation, every few steps
+        if (step + 1) % check_every == 0:
+            survivors = int(alive.sum())          # the one host synchronisation of a step
             if survivors == 0:
                 break
-            if survivors <= len(x) // 2:          # compact: stop paying for examples already lost
+            if survivors < len(x) and survivors <= compact_below * len(x):   # stop paying for examples lost
                 keep = alive.nonzero().flatten()
                 x, y, x_adv, alive = x[keep], y[keep], x_adv[keep], alive[keep]
                 rows = keep if rows is None else rows[keep]
