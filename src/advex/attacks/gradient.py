@@ -57,6 +57,7 @@ class _Best:
     def __init__(self, x: torch.Tensor):
         n = x.shape[0]
         self.x_adv = x.clone()
+        self._spare = torch.empty_like(x)   # double buffer: the best is rewritten every step without allocating
         self.objective = torch.full((n,), -torch.inf, device=x.device, dtype=x.dtype)
         self.success = torch.zeros(n, dtype=torch.bool, device=x.device)
 
@@ -70,12 +71,14 @@ class _Best:
         old_objective = self.objective if rows is None else self.objective[rows]
         old_success = self.success if rows is None else self.success[rows]
         better = alive & ((success & ~old_success) | ((success == old_success) & (objective > old_objective)))
-        new_x = torch.where(per_example(better, x_adv), x_adv, old_x)
         new_objective = torch.where(better, objective, old_objective)
         new_success = old_success | (better & success)
         if rows is None:
-            self.x_adv, self.objective, self.success = new_x, new_objective, new_success
+            torch.where(per_example(better, x_adv), x_adv, old_x, out=self._spare)
+            self.x_adv, self._spare = self._spare, self.x_adv
+            self.objective, self.success = new_objective, new_success
         else:
+            new_x = torch.where(per_example(better, x_adv), x_adv, old_x)
             self.x_adv[rows], self.objective[rows], self.success[rows] = new_x, new_objective, new_success
 
 
