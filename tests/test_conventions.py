@@ -16,8 +16,9 @@ import torch
 from torch import nn
 
 from advex import modes
-from advex.attacks import (bim, cw_l2, deepfool, fgsm, fgsm_direction, follow_local_template, greedy_pixels,
-                           lbfgs_attack, local_templates, one_pixel_exhaustive, pgd, pgd_with_stats)
+from advex.attacks import (apgd, bim, cw_l2, deepfool, fgsm, fgsm_direction, follow_local_template, greedy_pixels,
+                           lbfgs_attack, local_templates, one_pixel_exhaustive, pgd, pgd_with_stats, square_attack,
+                           square_attack_with_stats)
 from advex.evaluate import (accuracy, correct, error_and_confidence, mean_loss, minimal_flip_size, pixels_to_fool,
                             predict, robust_accuracy)
 
@@ -36,6 +37,11 @@ CALLS = {
     "pgd_targeted": (lambda m, x, y: pgd(m, x, y, 0.1, steps=3, targeted=True), "y"),
     "pgd_early_stop": (lambda m, x, y: pgd(m, x, y, 0.3, steps=8, early_stop=True), "y"),
     "pgd_with_stats": (lambda m, x, y: pgd_with_stats(m, x, y, 0.1, steps=3), "y"),
+    "apgd_ce": (lambda m, x, y: apgd(m, x, y, 0.1, steps=4, restarts=2), "y"),
+    "apgd_dlr_2": (lambda m, x, y: apgd(m, x, y, 0.5, norm="2", steps=4, loss="dlr"), "y"),
+    # apgd_targeted needs 4 classes and CLASSES is 3: its conventions are checked in tests/test_apgd_square.py
+    "square_attack": (lambda m, x, y: square_attack(m, x, y, 0.1, queries=20), "y"),
+    "square_attack_with_stats": (lambda m, x, y: square_attack_with_stats(m, x, y, 0.3, queries=20), "y"),
     "deepfool": (lambda m, x, y: deepfool(m, x, y, steps=5), "y"),
     "deepfool_one_candidate": (lambda m, x, y: deepfool(m, x, y, steps=5, candidates=1), "y"),
     "lbfgs_attack": (lambda m, x, y: lbfgs_attack(m, x, y, search_steps=2, max_iter=5), "target"),
