@@ -91,12 +91,15 @@ def cached_model(
     *,
     cache_dir: Path | None = None,
     verbose: bool = True,
-) -> nn.Module:
+    return_log: bool = False,
+) -> nn.Module | tuple[nn.Module, object]:
     """Return ``build()`` with trained weights, training with ``train(model)`` only on a cache miss.
 
     ``config`` must be JSON-serialisable and hold every hyperparameter, the seed
     and a description of the data; ``build`` and ``train`` should read their
     settings from it.  The model comes back in eval mode on :func:`get_device`.
+    With ``return_log``, whatever ``train`` returned (JSON-serialisable, e.g. per-epoch records) is
+    stored with the weights and the result is ``(model, log)``.
     """
     if not isinstance(config, dict):
         raise ValueError(f"config must be a dict of hyperparameters, got {type(config).__name__}")
@@ -108,16 +111,18 @@ def cached_model(
         try:
             state = torch.load(path, map_location=device, weights_only=True)
             model.load_state_dict(state["model"])
+            log = json.loads(state.get("log", "null"))
             if verbose:
                 print(f"[advex] loaded cached model {name!r} ({path.name})", file=sys.stderr)
-            return model.eval()
+            return (model.eval(), log) if return_log else model.eval()
         except Exception as err:  # any unreadable entry is retrained, never fatal
             warnings.warn(f"cached model {path} is unreadable ({err.__class__.__name__}: {err}); retraining it")
             path.unlink(missing_ok=True)
             model = build().to(device)
     if verbose:
         print(f"[advex] training {name!r} on {device} (cache miss; saved for next time)", file=sys.stderr)
-    train(model)
-    state = {"model": {k: v.detach().cpu() for k, v in model.state_dict().items()}, "config": json.dumps(config, sort_keys=True)}
+    log = train(model)
+    state = {"model": {k: v.detach().cpu() for k, v in model.state_dict().items()}, "config": json.dumps(config, sort_keys=True),
+             "log": json.dumps(log if return_log else None)}
     atomic_torch_save(state, path)
-    return model.eval()
+    return (model.eval(), log) if return_log else model.eval()

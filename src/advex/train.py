@@ -6,6 +6,7 @@ and the loop never waits for the device inside an epoch (the loss is summed on t
 """
 from __future__ import annotations
 
+import time
 from typing import Callable
 
 import torch
@@ -14,6 +15,7 @@ from torch.nn import functional as F
 
 from .device import device_of
 from .losses import cross_entropy
+from .modes import eval_mode
 from .progress import progress
 from .validation import check_images, check_labels, check_positive_int
 
@@ -38,14 +40,16 @@ def train_classifier(
     weight_decay: float = 0.0,
     optimizer: str = "adam",
     loss_fn: LossFn | None = None,
+    monitor: Callable[[nn.Module], dict] | None = None,
     desc: str = "training",
-) -> list[float]:
+) -> list:
     """Train ``model`` in place by minimising ``loss_fn`` (default: cross-entropy).
 
     ``loss_fn(model, x, y)`` receives a batch in [0, 1] pixel units on the
     model's device, so adversarial training can plug its objective in here.
-    Returns the mean loss of each epoch.  The shuffling order depends only on
-    ``seed``.  The model ends in eval mode with no gradients left on its parameters.
+    Returns the mean loss of each epoch; with ``monitor(model) -> dict`` (called in eval mode after
+    every epoch, e.g. :func:`advex.defences.robustness_monitor`), one record per epoch instead:
+    ``{"epoch": e, "loss": ..., "train_seconds": (cumulative, monitor excluded), **monitor(model)}``.  The shuffling order depends only on ``seed``.  The model ends in eval mode with no gradients left on its parameters.
     """
     check_images(images, "images")
     epochs = check_positive_int(epochs, "epochs")
@@ -61,7 +65,8 @@ def train_classifier(
            else torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=weight_decay))
     generator = torch.Generator().manual_seed(seed)
     images, labels = images.to(device), labels.to(device)
-    history = []
+    history, records = [], []
+    clock = time.perf_counter()
     model.train()
     steps = epochs * ((len(images) + batch_size - 1) // batch_size)
     with progress(total=steps, desc=desc) as bar:
@@ -78,9 +83,14 @@ def train_classifier(
                 bar.update(1)
             history.append(total.item() / len(images))   # one synchronisation per epoch
             bar.set_postfix(loss=f"{history[-1]:.4f}")
+            if monitor is not None:
+                seconds = time.perf_counter() - clock   # training time only, the monitor's own time excluded
+                with eval_mode(model):
+                    records.append({"epoch": len(history), "loss": history[-1], "train_seconds": seconds, **monitor(model)})
+                clock = time.perf_counter() - seconds
     model.eval()
     model.zero_grad(set_to_none=True)
-    return history
+    return records if monitor is not None else history
 
 
 def sgd_loss_curve(

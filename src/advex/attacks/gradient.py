@@ -139,7 +139,7 @@ def pgd_with_stats(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: floa
     steps = check_positive_int(steps, "steps")
     restarts = check_positive_int(restarts, "restarts")
     step_size = 2.5 * eps / steps if step_size is None else check_eps(step_size, "step_size")
-    generator = torch.Generator(device=x.device).manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)   # on the CPU: the same starts on every device (random_offset)
     best, gradients = _Best(x), 0
     if already_lost is not None and early_stop:
         best.success |= already_lost.to(x.device)
@@ -169,7 +169,7 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, *, norm=
     x⁰ = x + δ, δ uniform in the ε-ball (``random_start``), then
     xᵗ⁺¹ = Π_{B_p(x, ε) ∩ [0,1]} (xᵗ + α · d(∇ₓ J(θ, xᵗ, y))),  d = sign for p = ∞, ∇/‖∇‖₂ for p = 2,
     with α = ``step_size`` (default 2.5 ε / steps).  ``restarts`` independent runs (seeded by ``seed``;
-    the random starts are drawn on the device of the model); each example keeps its best iterate over
+    the random starts are drawn on the CPU, so a seed gives the same starts on every device); each example keeps its best iterate over
     all of them.  ``targeted=True`` descends the loss of the target classes ``y``.  ``early_stop``
     freezes an example at its first successful iterate.
     """

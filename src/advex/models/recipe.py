@@ -62,6 +62,25 @@ def trained(name: str, build: Callable[[], nn.Module], data: tuple[torch.Tensor,
     :func:`advex.get_device`.  The result comes from the model cache when an identical model was
     trained before; it is returned in eval mode.
     """
+    model, _ = trained_with_log(name, build, data, epochs=epochs, lr=lr, loss_fn=loss_fn, batch_size=batch_size,
+                                optimizer=optimizer, weight_decay=weight_decay, seed=seed, verbose=verbose)
+    return model
+
+
+def trained_with_log(name: str, build: Callable[[], nn.Module], data: tuple[torch.Tensor, torch.Tensor], *,
+                     epochs: int, lr: float, loss_fn: LossFn | None = None, batch_size: int = 128,
+                     optimizer: str = "adam", weight_decay: float = 0.0, seed: int = 0,
+                     monitor: Callable[[nn.Module], dict] | None = None, verbose: bool = True
+                     ) -> tuple[nn.Module, list]:
+    """``build()`` (called right after ``torch.manual_seed(seed)``) trained on ``data = (images, labels)``.
+
+    Training is :func:`advex.train_classifier` with ``loss_fn`` (default cross-entropy; pass a
+    setting such as ε with ``functools.partial``) and the given hyperparameters, on
+    :func:`advex.get_device`.  The result comes from the model cache when an identical model was
+    trained before; it is returned in eval mode.  Also returns the training log: the mean loss of each
+    epoch, or with ``monitor`` the per-epoch records of :func:`advex.train_classifier` (cached with the
+    weights; the monitor does not touch the random generators, so it does not change the weights).
+    """
     if not isinstance(name, str) or not name or "/" in name:
         raise ValueError(f"name must be a non-empty string without '/', got {name!r}")
     if not (isinstance(data, (tuple, list)) and len(data) == 2):
@@ -83,9 +102,12 @@ def trained(name: str, build: Callable[[], nn.Module], data: tuple[torch.Tensor,
         "epochs": epochs, "lr": lr, "batch_size": batch_size, "optimizer": optimizer,
         "weight_decay": weight_decay, "seed": seed,
     }
+    if monitor is not None:   # the weights do not depend on it, the log does
+        config["monitor"] = getattr(monitor, "description", None) or describe_callable(monitor)
 
-    def train(model: nn.Module) -> None:
-        train_classifier(model, images, labels, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
-                         weight_decay=weight_decay, optimizer=optimizer, loss_fn=loss_fn, desc=f"training {name}")
+    def train(model: nn.Module) -> list:
+        return train_classifier(model, images, labels, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
+                                weight_decay=weight_decay, optimizer=optimizer, loss_fn=loss_fn, monitor=monitor,
+                                desc=f"training {name}")
 
-    return cached_model(name, config, seeded_build, train, verbose=verbose)
+    return cached_model(name, config, seeded_build, train, verbose=verbose, return_log=True)
