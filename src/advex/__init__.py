@@ -8,7 +8,9 @@ Layout, by concept:
 * :mod:`advex.attacks` — every attack (conventions stated once, in its docstring);
 * :mod:`advex.models` — the classifiers and :func:`advex.models.trained`, the one recipe for trained models;
 * :mod:`advex.train` and :mod:`advex.losses` — the one training loop and its objectives;
+* :mod:`advex.defences` — adversarial training objectives and the catastrophic-overfitting monitor;
 * :mod:`advex.evaluate` — accuracy, robust accuracy, error and confidence under attack, flip sizes;
+* :mod:`advex.sanity` — the sanity checks of a robustness evaluation (Carlini et al. 2019);
 * :mod:`advex.data` — MNIST, photographs, the offline assets;
 * :mod:`advex.theory` — closed forms that explain rather than attack;
 * :mod:`advex.viz` — the plotting style, image drawing and the ε slider;
