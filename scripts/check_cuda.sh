@@ -34,6 +34,8 @@ fi
 OUT_DIR="${CHECK_CUDA_OUT:-$REPO/_build/check_cuda}"
 BENCH_ARGS="${BENCH_ARGS:-}"
 export ADVEX_PROGRESS=0
+# chapter 5 trains its full recipe on a GPU by default; the CUDA-vs-CPU comparison needs the same (CPU-sized) recipe on both
+export ADVEX_FULL_RECIPE="${ADVEX_FULL_RECIPE:-0}"
 
 die() { echo "check_cuda.sh: $*" >&2; exit 1; }
 

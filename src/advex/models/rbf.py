@@ -2,8 +2,8 @@
 
 p(y = c | x) = exp(−Σⱼ β_cj (xⱼ − w_cj)²), with a learned centre w_c and learned positive precisions β_c
 for every class.  (The paper prints the exponent without its minus sign; with it, p ≤ 1 and p = 1
-exactly at the centre.)  A unit answers only near its centre, so the model cannot be confident far
-from the data: Goodfellow et al. report that FGSM at ε = .25 fools it on 55.4 % of MNIST test images,
+exactly at the centre.)  A unit answers only near its centre, so the model cannot be confident
+far from the data: Goodfellow et al. report that FGSM at ε = .25 fools it on 55.4 % of MNIST test images,
 but with a mean confidence of only 1.2 % on those mistakes.  Its linear cousins are confident
 everywhere along a line; the RBF unit's response is not linear in x, which is the point of §7.
 
