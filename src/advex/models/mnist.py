@@ -37,7 +37,7 @@ class Maxout(nn.Module):
 
 
 class MaxoutMLP(nn.Module):
-    """Input dropout → maxout → dropout → maxout → dropout → linear (the MNIST maxout network, scaled down)."""
+    """Input dropout → maxout → dropout → maxout → dropout → linear (the size of Goodfellow et al.'s MNIST maxout network)."""
 
     def __init__(self, hidden: int = 240, pieces: int = 5, input_dropout: float = 0.2, dropout: float = 0.5,
                  num_classes: int = 10):
