@@ -38,6 +38,11 @@ def _fresh_seed() -> int:
     return int(torch.randint(0, 2**62, (1,)))
 
 
+def _mixed_loss(model: nn.Module, x: torch.Tensor, x_other: torch.Tensor, y: torch.Tensor, alpha: float) -> torch.Tensor:
+    """α J(θ, x, y) + (1 − α) J(θ, x_other, y): the clean loss anchoring the loss at a perturbed copy."""
+    return alpha * F.cross_entropy(model(x), y) + (1 - alpha) * F.cross_entropy(model(x_other), y)
+
+
 def goodfellow_adversarial_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float,
                                 alpha: float = 0.5) -> torch.Tensor:
     """J̃(θ, x, y) = α J(θ, x, y) + (1 − α) J(θ, x + ε sign(∇ₓ J(θ, x, y)), y)  (Goodfellow et al. 2015, eq. 6).
@@ -45,8 +50,7 @@ def goodfellow_adversarial_loss(model: nn.Module, x: torch.Tensor, y: torch.Tens
     The FGSM example is recomputed for every minibatch from the current parameters.
     """
     eps, alpha = check_eps(eps), _check_alpha(alpha)
-    x_adv = fgsm(model, x, y, eps)
-    return alpha * F.cross_entropy(model(x), y) + (1 - alpha) * F.cross_entropy(model(x_adv), y)
+    return _mixed_loss(model, x, fgsm(model, x, y, eps), y, alpha)
 
 
 def noise_augmented_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, noise: str,
@@ -64,8 +68,7 @@ def noise_augmented_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, 
         eta = eps * (2 * torch.rand(x.shape, device=x.device, dtype=x.dtype) - 1)
     else:
         raise ValueError(f"noise must be 'sign' or 'uniform', got {noise!r}")
-    x_noisy = (x + eta).clamp(0.0, 1.0)
-    return alpha * F.cross_entropy(model(x), y) + (1 - alpha) * F.cross_entropy(model(x_noisy), y)
+    return _mixed_loss(model, x, (x + eta).clamp(0.0, 1.0), y, alpha)
 
 
 def pgd_adversarial_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, steps: int,
