@@ -139,7 +139,8 @@ for stage in "${STAGES[@]}"; do
     bench-cuda|bench-cpu)
       device=${stage#bench-}
       # shellcheck disable=SC2086  # BENCH_ARGS is a list of words
-      run_stage "$stage" "$PYTHON" benchmarks/bench_attacks.py --device "$device" $BENCH_ARGS ;;
+      run_stage "$stage" "$PYTHON" benchmarks/bench_attacks.py --device "$device" $BENCH_ARGS
+      run_stage "$stage-certify" "$PYTHON" benchmarks/bench_certify.py --device "$device" ;;
   esac
 done
 
