@@ -8,8 +8,10 @@ Layout, by concept:
 * :mod:`advex.attacks` — every attack (conventions stated once, in its docstring);
 * :mod:`advex.models` — the classifiers and :func:`advex.models.trained`, the one recipe for trained models;
 * :mod:`advex.train` and :mod:`advex.losses` — the one training loop and its objectives;
-* :mod:`advex.defences` — adversarial training objectives and the catastrophic-overfitting monitor;
+* :mod:`advex.defences` — adversarial training objectives, input-transformation defences with their BPDA/EOT
+  surrogates, randomised smoothing and certification, Bram Cohen's augmentations;
 * :mod:`advex.evaluate` — accuracy, robust accuracy, error and confidence under attack, flip sizes;
+* :mod:`advex.smoothness` — loss surfaces (gradient masking made visible) and Bram Cohen's criterion, measured;
 * :mod:`advex.sanity` — the sanity checks of a robustness evaluation (Carlini et al. 2019);
 * :mod:`advex.data` — MNIST, photographs, the offline assets;
 * :mod:`advex.theory` — closed forms that explain rather than attack;
@@ -28,7 +30,7 @@ from .seeding import seed_everything
 from .train import train_classifier
 from .viz import PALETTE, Frame, eps_slider, show_image, show_signed, tile, use_book_style
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 __all__ = [
     "Frame", "PALETTE", "accuracy", "cached_model", "data_dir", "describe_device", "device_of", "eps_slider", "fgsm",
