@@ -53,3 +53,17 @@ def test_claims_in_prose_are_glued(path):
     pasted = set(re.findall(r"\{glue(?::\w+)?\}`(C\d\d_\w+?)(?::[^`]*)?`", markdown))
     glued = set(re.findall(r"glue\(\s*[\"'](C\d\d_\w+)[\"']", "\n".join("".join(c["source"]) for c in code_cells)))
     assert pasted <= glued, f"pasted but never glued: {sorted(pasted - glued)}"
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_notebook_is_stored_executed_top_to_bottom(path):
+    """The stored outputs (what the test run's book build shows) come from one run in a fresh kernel.
+
+    Every code cell was executed, in order, counting from 1 (a fresh kernel), and no cell stored an error;
+    the nbval run re-executes the notebook and compares the tagged cells with these outputs.
+    """
+    _, _, code_cells = load(path)
+    counts = [c.get("execution_count") for c in code_cells]
+    assert counts == list(range(1, len(code_cells) + 1)), f"re-execute {path.name} top to bottom and save it: {counts}"
+    errors = [o for c in code_cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    assert not errors, f"{path.name} stores an error output"
