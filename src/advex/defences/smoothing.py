@@ -26,7 +26,7 @@ from ..device import device_of
 from ..modes import attack_mode
 from ..progress import progress
 from ..validation import check_eps, check_images, check_labels, check_positive_int
-from .transforms import ExpectationOverTransform
+from .transforms import ExpectationOverTransform, _check_model, _check_positive
 
 __all__ = ["ABSTAIN", "SmoothedSoftClassifier", "certified_accuracy", "certify", "clopper_pearson_lower",
            "gaussian_noise_loss", "predict", "sample_counts", "smoothed_probability"]
@@ -36,21 +36,13 @@ ABSTAIN = -1
 
 
 def _check_sigma(sigma) -> float:
-    if (sigma := check_eps(sigma, "sigma")) == 0:
-        raise ValueError("sigma must be > 0 (the standard deviation of the noise), got 0")
-    return sigma
+    return _check_positive(sigma, "sigma")   # the standard deviation of the noise
 
 
 def _check_alpha(alpha) -> float:
     if isinstance(alpha, bool) or not isinstance(alpha, Real) or not 0 < alpha < 1:
         raise ValueError(f"alpha must be a number in (0, 1) (the probability of a wrong answer), got {alpha!r}")
     return float(alpha)
-
-
-def _check_model(model, name: str = "model") -> nn.Module:
-    if not isinstance(model, nn.Module):
-        raise ValueError(f"{name} must be a torch.nn.Module returning logits, got {type(model).__name__}")
-    return model
 
 
 def _generator(generator, device: torch.device) -> torch.Generator:

@@ -38,9 +38,9 @@ __all__ = ["BitDepthReduction", "ExpectationOverTransform", "GaussianBlur", "Inp
            "RandomNoise", "StraightThrough"]
 
 
-def _check_model(model) -> nn.Module:
+def _check_model(model, name: str = "model") -> nn.Module:
     if not isinstance(model, nn.Module):
-        raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        raise ValueError(f"{name} must be a torch.nn.Module returning logits, got {type(model).__name__}")
     return model
 
 
