@@ -85,3 +85,31 @@ def test_compute_must_return_consistent_frames():
         advex.eps_slider(lambda e: {"score": e}, [0.0])
     with pytest.raises(ValueError, match="different image titles"):
         advex.eps_slider(lambda e: advex.Frame(numbers={f"k{e}": "1"}), [0.0, 0.1])
+
+
+def test_live_readout_shows_the_value_each_frame_is_computed_with():
+    """Chapter 1's slider (frames every 0.05, readout ".2f") used to step by 0.0125 and show 0.125 as "0.12"."""
+    computed = []
+
+    def spy(eps):
+        computed.append(eps)
+        return toy_frame(eps)
+
+    slider = advex.eps_slider(spy, GRID, eps_format=".2f").widget().children[0]
+    positions = round((slider.max - slider.min) / slider.step)
+    assert positions >= 2 * (len(GRID) - 1), "the live slider has positions between the frames"
+    for k in range(positions + 1):
+        slider.value = slider.min + k * slider.step  # the front end's arithmetic, float noise included
+        readout = format(slider.value, slider.readout_format)
+        assert float(readout) == computed[-1], f"readout {readout}, frame computed at {computed[-1]}"
+    reachable = {format(slider.min + k * slider.step, slider.readout_format) for k in range(positions + 1)}
+    assert {format(e, ".2f") for e in GRID} <= reachable, "every static frame is a live position too"
+
+
+def test_static_readout_never_rounds_a_grid_value():
+    grid = np.round(np.linspace(0.0, 0.25, 21), 4)  # chapter 2's grid, steps of 0.0125, default ".3f"
+    data = advex.eps_slider(toy_frame, grid).frame_data()
+    assert data["eps_text"][1] == "0.0125"
+    assert [float(text) for text in data["eps_text"]] == data["eps"]
+    with pytest.raises(ValueError, match="fixed-point format"):
+        advex.eps_slider(toy_frame, grid, eps_format=".2e")

@@ -21,6 +21,8 @@ import hashlib
 import html
 import io
 import json
+import math
+import re
 from dataclasses import dataclass, field
 from typing import Callable, Mapping, Sequence
 
@@ -138,6 +140,39 @@ def _check_frame(frame, eps: float) -> Frame:
     return frame
 
 
+def _readout_decimals(eps_values: Sequence[float], eps_format: str) -> int:
+    """Decimals of the ε readout: those of ``eps_format``, more where a grid value would print rounded.
+
+    ``eps_format`` is a fixed-point format (``".2f"``).  A grid of steps 0.0125 at ``".3f"`` would show
+    0.0125 as "0.013"; it gets 4 decimals instead, so the readout is always the value computed.
+    """
+    match = re.fullmatch(r"\.(\d+)f", eps_format)
+    if match is None:
+        raise ValueError(f"eps_format must be a fixed-point format such as '.2f', got {eps_format!r}")
+    decimals = int(match.group(1))
+    while decimals < 12 and any(abs(float(f"{e:.{decimals}f}") - e) > 1e-9 * max(1.0, abs(e)) for e in eps_values):
+        decimals += 1
+    return decimals
+
+
+def _live_step_units(eps_values: Sequence[float], decimals: int) -> int:
+    """The live slider's step, in units of the readout's last digit (10**-decimals).
+
+    A whole number of units, so that every value the slider can reach prints exactly at ``decimals``;
+    a divisor of every gap of the grid, so that every grid value is reachable; and, among those, the
+    largest at most a quarter of the smallest gap (a few live positions between two frames).
+    """
+    units = [round(e * 10**decimals) for e in eps_values]
+    gaps = [b - a for a, b in zip(units, units[1:])]
+    if not gaps:
+        return 1
+    common = math.gcd(*gaps)
+    k = max(1, math.ceil(4 * common / min(gaps)))
+    while common % k and k < 10_000:
+        k += 1
+    return common // k if common % k == 0 else 1
+
+
 _SCRIPT = """
 (function () {
   var root = document.getElementById(%(id)s);
@@ -171,6 +206,7 @@ class SliderView:
         self.label = label
         self.title = title
         self.eps_format = eps_format
+        self.decimals = _readout_decimals(self.eps_values, eps_format)
         self.live = live
         self.frames = [_check_frame(compute(eps), eps) for eps in self.eps_values]
         self.panel_titles = list(self.frames[0].images)
@@ -183,6 +219,10 @@ class SliderView:
         self._widget = None
         self._frame_data = None
 
+    def eps_text(self, eps: float) -> str:
+        """How the readout prints ``eps`` (static and live alike): exactly, at ``self.decimals``."""
+        return f"{eps:.{self.decimals}f}"
+
     # -- static form -------------------------------------------------------
     def frame_data(self) -> dict:
         """The JSON embedded in the static HTML (also used by the tests); rendered once."""
@@ -193,7 +233,7 @@ class SliderView:
     def _render_frames(self) -> dict:
         return {
             "eps": self.eps_values,
-            "eps_text": [format(e, self.eps_format) for e in self.eps_values],
+            "eps_text": [self.eps_text(e) for e in self.eps_values],
             "frames": [
                 {
                     "images": [base64.b64encode(self.renderer.png(t, f.images[t])).decode() for t in self.panel_titles],
@@ -240,10 +280,13 @@ class SliderView:
             import ipywidgets as widgets
 
             grid = self.eps_values
-            step = min(np.diff(grid)) if len(grid) > 1 else 0.01
+            # The readout prints the value at self.decimals, and every reachable value is a whole number
+            # of steps from grid[0], each step a whole number of the readout's last digit: what the reader
+            # sees is what the frame is computed with (update() also snaps away float noise of the front end).
+            step = round(_live_step_units(grid, self.decimals) * 10.0**-self.decimals, self.decimals)
             slider = widgets.FloatSlider(
-                value=grid[0], min=min(grid), max=max(grid), step=float(step) / 4,
-                description=self.label, readout_format=self.eps_format.lstrip(":") or ".3f",
+                value=grid[0], min=grid[0], max=grid[-1], step=step,
+                description=self.label, readout_format=f".{self.decimals}f",
                 continuous_update=True, layout=widgets.Layout(width="95%"),
             )
             images = [widgets.Image(format="png", layout=widgets.Layout(max_width="260px")) for _ in self.panel_titles]
@@ -251,7 +294,10 @@ class SliderView:
             numbers = widgets.HTML()
 
             def update(change=None):
-                eps = check_eps(slider.value, "eps")
+                eps = check_eps(round(slider.value, self.decimals), "eps")
+                if eps != slider.value:  # e.g. 0.35000000000000003 from the front end: show and compute 0.35
+                    slider.value = eps  # calls update() again with the snapped value
+                    return
                 frame = _check_frame(self.compute(eps), eps)
                 for img, t in zip(images, self.panel_titles):
                     img.value = self.renderer.png(t, frame.images[t])
@@ -295,7 +341,9 @@ def eps_slider(
 
     compute:     ε -> :class:`Frame` (images and formatted numbers).
     eps_values:  the grid precomputed for the static page (strictly increasing, each >= 0);
-                 the live slider covers the same range in finer steps.
+                 the live slider covers the same range in finer steps that include the grid.
+    eps_format:  fixed-point format of the ε readout (".2f"); a grid value that it would round gets
+                 more decimals, so the readout always shows the exact ε a frame is computed with.
     signed:      image titles drawn with a diverging colormap (perturbations).
     signed_scale: the colour scale of signed images; default: their largest |value| over the grid.
     """
