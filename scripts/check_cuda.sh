@@ -140,7 +140,8 @@ for stage in "${STAGES[@]}"; do
       device=${stage#bench-}
       # shellcheck disable=SC2086  # BENCH_ARGS is a list of words
       run_stage "$stage" "$PYTHON" benchmarks/bench_attacks.py --device "$device" $BENCH_ARGS
-      run_stage "$stage-certify" "$PYTHON" benchmarks/bench_certify.py --device "$device" ;;
+      run_stage "$stage-certify" "$PYTHON" benchmarks/bench_certify.py --device "$device"
+      run_stage "$stage-blackbox" "$PYTHON" benchmarks/bench_blackbox.py --device "$device" --out "$OUT_DIR/blackbox-$device" ;;
   esac
 done
 

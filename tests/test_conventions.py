@@ -19,6 +19,9 @@ from advex import modes
 from advex.attacks import (apgd, bim, cw_l2, deepfool, fgsm, fgsm_direction, follow_local_template, greedy_pixels,
                            lbfgs_attack, local_templates, one_pixel_exhaustive, pgd, pgd_with_stats, square_attack,
                            square_attack_with_stats)
+from advex.attacks.decision import hop_skip_jump, hop_skip_jump_with_stats
+from advex.attacks.estimation import nes_attack, nes_attack_with_stats
+from advex.attacks.evolution import pixel_attack, pixel_attack_with_stats
 from advex.evaluate import (accuracy, correct, error_and_confidence, mean_loss, minimal_flip_size, pixels_to_fool,
                             predict, robust_accuracy)
 
@@ -42,6 +45,14 @@ CALLS = {
     # apgd_targeted needs 4 classes and CLASSES is 3: its conventions are checked in tests/test_apgd_square.py
     "square_attack": (lambda m, x, y: square_attack(m, x, y, 0.1, queries=20), "y"),
     "square_attack_with_stats": (lambda m, x, y: square_attack_with_stats(m, x, y, 0.3, queries=20), "y"),
+    "square_attack_2": (lambda m, x, y: square_attack(m, x, y, 1.0, norm="2", queries=20), "y"),
+    "nes_attack": (lambda m, x, y: nes_attack(m, x, y, 0.3, queries=30, samples=4), "y"),
+    "nes_attack_2": (lambda m, x, y: nes_attack_with_stats(m, x, y, 1.0, norm="2", queries=30, samples=4), "y"),
+    "pixel_attack": (lambda m, x, y: pixel_attack(m, x, y, pixels=2, population=6, iterations=3), "y"),
+    "pixel_attack_with_stats": (lambda m, x, y: pixel_attack_with_stats(m, x, y, population=6,
+                                                                        iterations=3, targeted=True), "y"),
+    "hop_skip_jump": (lambda m, x, y: hop_skip_jump(m, x, y, queries=60, probes=4), "y"),
+    "hop_skip_jump_with_stats": (lambda m, x, y: hop_skip_jump_with_stats(m, x, y, queries=60, probes=4), "y"),
     "deepfool": (lambda m, x, y: deepfool(m, x, y, steps=5), "y"),
     "deepfool_one_candidate": (lambda m, x, y: deepfool(m, x, y, steps=5, candidates=1), "y"),
     "lbfgs_attack": (lambda m, x, y: lbfgs_attack(m, x, y, search_steps=2, max_iter=5), "target"),

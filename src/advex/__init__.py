@@ -30,7 +30,7 @@ from .seeding import seed_everything
 from .train import train_classifier
 from .viz import PALETTE, Frame, eps_slider, show_image, show_signed, tile, use_book_style
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"
 
 __all__ = [
     "Frame", "PALETTE", "accuracy", "cached_model", "data_dir", "describe_device", "device_of", "eps_slider", "fgsm",

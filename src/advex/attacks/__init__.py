@@ -14,19 +14,32 @@ Conventions, the same for every attack here (the ones users of cleverhans and fo
 
 Modules: :mod:`.core` (gradients, directions, projections, random starts, the success test),
 :mod:`.gradient` (FGSM, BIM, PGD), :mod:`.apgd` (Auto-PGD, APGD-T and the DLR loss of AutoAttack),
-:mod:`.square` (the gradient-free Square attack), :mod:`.minimal` (L-BFGS, DeepFool), :mod:`.carlini_wagner`
-(C&W L2), :mod:`.sparse` (one-pixel and greedy L0), :mod:`.templates` (template addition).
+:mod:`.square` (the gradient-free Square attack, L∞ and L2), :mod:`.minimal` (L-BFGS, DeepFool), :mod:`.carlini_wagner`
+(C&W L2), :mod:`.sparse` (one-pixel and greedy L0 by exhaustive search), :mod:`.templates` (template addition).
+
+Black-box attacks (chapter 7), measured by their queries: :mod:`.evolution` (few-pixel attack by differential
+evolution, scores only), :mod:`.estimation` (NES gradient estimates, scores only), :mod:`.decision`
+(HopSkipJump, labels only), :mod:`.transfer` (a substitute trained on the target's labels), and
+:mod:`.queries` (``QueryCounter`` and the ``ScoresOnly`` / ``LabelsOnly`` views of a model).
 """
 from .core import attack_mode, attack_succeeded, input_gradient, project, random_offset, steepest_ascent
 from .gradient import bim, bim_steps, fgsm, fgsm_direction, pgd, pgd_with_stats
 from .apgd import apgd, apgd_targeted, dlr_loss, targeted_dlr_loss
 from .square import square_attack, square_attack_with_stats
+from .estimation import nes_attack, nes_attack_with_stats
+from .decision import hop_skip_jump, hop_skip_jump_with_stats
+from .evolution import pixel_attack, pixel_attack_with_stats
+from .queries import LabelsOnly, QueryCounter, ScoresOnly
+from .transfer import jacobian_augmentation, oracle_labels, train_substitute
 from .carlini_wagner import cw_l2
 from .minimal import deepfool, lbfgs_attack
 from .sparse import greedy_pixels, one_pixel_exhaustive
 from .templates import add_template, follow_local_template, local_templates, unit_max
 
-__all__ = ["add_template", "apgd", "apgd_targeted", "attack_mode", "attack_succeeded", "bim", "bim_steps", "cw_l2",
-           "deepfool", "dlr_loss", "fgsm", "fgsm_direction", "follow_local_template", "greedy_pixels", "input_gradient",
-           "lbfgs_attack", "local_templates", "one_pixel_exhaustive", "pgd", "pgd_with_stats", "project", "random_offset",
-           "square_attack", "square_attack_with_stats", "steepest_ascent", "targeted_dlr_loss", "unit_max"]
+__all__ = ["LabelsOnly", "QueryCounter", "ScoresOnly", "add_template", "apgd", "apgd_targeted", "attack_mode",
+           "attack_succeeded", "bim", "bim_steps", "cw_l2", "deepfool", "dlr_loss", "fgsm", "fgsm_direction",
+           "follow_local_template", "greedy_pixels", "hop_skip_jump", "hop_skip_jump_with_stats", "input_gradient",
+           "jacobian_augmentation", "lbfgs_attack", "local_templates", "nes_attack", "nes_attack_with_stats",
+           "one_pixel_exhaustive", "oracle_labels", "pgd", "pgd_with_stats", "pixel_attack", "pixel_attack_with_stats",
+           "project", "random_offset", "square_attack", "square_attack_with_stats", "steepest_ascent",
+           "targeted_dlr_loss", "train_substitute", "unit_max"]
