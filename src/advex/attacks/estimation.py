@@ -116,7 +116,7 @@ def nes_attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, *
         x̂ ← Π_{B_ε(x) ∩ [0,1]^d}(x̂ + α sign(ĝ))     (L∞)
         x̂ ← Π_{B_ε(x) ∩ [0,1]^d}(x̂ + α ĝ/‖ĝ‖₂)      (L2),
 
-    from x̂ = x.  α = ``step_size`` defaults to ε/5, the ratio of Ilyas et al.'s ImageNet setting
+    starting at x̂ = x.  α = ``step_size`` defaults to ε/5, the ratio of Ilyas et al.'s ImageNet setting
     (η = 0.01 at ε = 0.05), as is σ = 0.001 and n = ``samples`` = 50.  The outputs are used as given
     (logits, or the probabilities of :class:`~advex.attacks.queries.ScoresOnly`).  No momentum and no
     step-size schedule: the plain update above.  An image stops when fooled; each uses at most ``queries`` forward

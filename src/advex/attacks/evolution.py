@@ -4,8 +4,8 @@ attack that needs only the class probabilities.
 A candidate is ``pixels`` tuples (row, column, value per channel); painting them into the image gives an
 adversarial example that differs from it in at most ``pixels`` spatial positions (the L0 threat model of
 :mod:`.sparse`, where a pixel is a position and all C channels there are set).  Differential evolution searches
-that space with a population of candidates and no gradient: every generation, each member i gets a child built
-from three other members, and the child replaces i when it is fitter.  So a defence that masks gradients does
+that space with a population of candidates and no gradient: every generation, each member i gets a child,
+built out of three other members, and the child replaces i when it is fitter.  So a defence that masks gradients does
 not slow it down, and :func:`.sparse.one_pixel_exhaustive` (every position × a few values) is its exhaustive
 counterpart on small images.
 
