@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from advex.attacks.queries import LabelsOnly, QueryCounter
+from advex.attacks.queries import LabelsOnly, QueryCounter, ScoresOnly
 from advex.attacks.transfer import jacobian_augmentation, oracle_labels, train_substitute
 
 torch.set_num_threads(1)
@@ -93,3 +93,9 @@ def test_bad_settings_are_rejected_by_name(home, kwargs, name):
 def test_seed_images_outside_the_box_are_rejected(home):
     with pytest.raises(ValueError, match="seed_images"):
         train_substitute(linear(), images() + 1.0, linear, verbose=False)
+
+
+@pytest.mark.parametrize("wrapper", [QueryCounter, LabelsOnly, ScoresOnly])
+def test_query_wrappers_reject_a_model_that_is_not_a_module(wrapper):
+    with pytest.raises(ValueError, match="model must be a torch.nn.Module"):
+        wrapper(lambda x: x)

@@ -99,3 +99,10 @@ def check_labels(y, num_classes: int | None, batch_size: int | None = None, name
             f"[{y.min().item()}, {y.max().item()}]"
         )
     return y
+
+
+def check_model(model, name: str = "model") -> torch.nn.Module:
+    """A classifier: a ``torch.nn.Module`` (whose outputs are logits)."""
+    if not isinstance(model, torch.nn.Module):
+        raise ValueError(f"{name} must be a torch.nn.Module returning logits, got {type(model).__name__}")
+    return model

@@ -16,13 +16,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..validation import check_model
+
 __all__ = ["LabelsOnly", "QueryCounter", "ScoresOnly"]
-
-
-def _check_model(model) -> nn.Module:
-    if not isinstance(model, nn.Module):
-        raise ValueError(f"model must be a torch.nn.Module returning logits, got {type(model).__name__}")
-    return model
 
 
 class QueryCounter(nn.Module):
@@ -37,7 +33,7 @@ class QueryCounter(nn.Module):
 
     def __init__(self, model: nn.Module):
         super().__init__()
-        self.model = _check_model(model)
+        self.model = check_model(model)
         self.queries = 0
         self.calls = 0
 
@@ -60,7 +56,7 @@ class LabelsOnly(nn.Module):
 
     def __init__(self, model: nn.Module):
         super().__init__()
-        self.model = _check_model(model)
+        self.model = check_model(model)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         logits = self.model(x)
@@ -76,7 +72,7 @@ class ScoresOnly(nn.Module):
 
     def __init__(self, model: nn.Module):
         super().__init__()
-        self.model = _check_model(model)
+        self.model = check_model(model)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x).softmax(1).detach()

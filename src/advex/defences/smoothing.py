@@ -25,8 +25,8 @@ from ..attacks.core import returns_on_input_device
 from ..device import device_of
 from ..modes import attack_mode
 from ..progress import progress
-from ..validation import check_eps, check_images, check_labels, check_positive_int
-from .transforms import ExpectationOverTransform, _check_model, _check_positive
+from ..validation import check_eps, check_images, check_labels, check_model, check_positive_int
+from .transforms import ExpectationOverTransform, _check_positive
 
 __all__ = ["ABSTAIN", "SmoothedSoftClassifier", "certified_accuracy", "certify", "clopper_pearson_lower",
            "gaussian_noise_loss", "predict", "sample_counts", "smoothed_probability"]
@@ -75,7 +75,7 @@ def sample_counts(model: nn.Module, x: torch.Tensor, sigma: float, n: int, *, ba
     Noise comes from ``generator`` (a torch.Generator on the model's device, or an int seed, default 0):
     the same seed, ``batch_size`` and device give the same counts; a Generator passed in advances.
     """
-    model, sigma, n = _check_model(model), _check_sigma(sigma), check_positive_int(n, "n")
+    model, sigma, n = check_model(model), _check_sigma(sigma), check_positive_int(n, "n")
     batch_size = check_positive_int(batch_size, "batch_size")
     check_images(x, "x")
     if x.dim() < 2 or len(x) == 0:
@@ -143,7 +143,7 @@ def certify(model: nn.Module, x: torch.Tensor, sigma: float, n0: int, n: int, al
     """
     sigma, alpha = _check_sigma(sigma), _check_alpha(alpha)
     n0, n = check_positive_int(n0, "n0"), check_positive_int(n, "n")
-    generator = _generator(generator, device_of(_check_model(model)))   # one stream: the two samples differ
+    generator = _generator(generator, device_of(check_model(model)))   # one stream: the two samples differ
     guess = sample_counts(model, x, sigma, n0, batch_size=batch_size, generator=generator).argmax(1).cpu()
     counts = sample_counts(model, x, sigma, n, batch_size=batch_size, generator=generator).cpu()
     n_a = counts.gather(1, guess[:, None])[:, 0]
@@ -191,7 +191,7 @@ class SmoothedSoftClassifier(ExpectationOverTransform):
     """
 
     def __init__(self, base: nn.Module, sigma: float, samples: int):
-        super().__init__(_GaussianNoise(_check_model(base, "base"), _check_sigma(sigma)), samples)
+        super().__init__(_GaussianNoise(check_model(base, "base"), _check_sigma(sigma)), samples)
         self.sigma = self.model.sigma
 
     @property
@@ -216,7 +216,7 @@ def smoothed_probability(base: nn.Module, x: torch.Tensor, y: torch.Tensor, *, s
     *difference* p(x') − p(x) has far less Monte Carlo noise than the probabilities themselves (common random
     numbers).  This is the smoothed confidence of Bram Cohen's criterion, measured in chapter 6.
     """
-    base, sigma = _check_model(base, "base"), _check_sigma(sigma)
+    base, sigma = check_model(base, "base"), _check_sigma(sigma)
     samples = check_positive_int(samples, "samples")
     check_images(x, "x")
     y = check_labels(y, None, batch_size=x.shape[0])

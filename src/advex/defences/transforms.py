@@ -32,16 +32,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..validation import check_eps, check_positive_int
+from ..validation import check_eps, check_model, check_positive_int
 
 __all__ = ["BitDepthReduction", "ExpectationOverTransform", "GaussianBlur", "InputTransformDefence", "MajorityVote",
            "RandomNoise", "StraightThrough"]
-
-
-def _check_model(model, name: str = "model") -> nn.Module:
-    if not isinstance(model, nn.Module):
-        raise ValueError(f"{name} must be a torch.nn.Module returning logits, got {type(model).__name__}")
-    return model
 
 
 def _check_positive(value, name: str) -> float:
@@ -56,7 +50,7 @@ class InputTransformDefence(nn.Module):
 
     def __init__(self, model: nn.Module):
         super().__init__()
-        self.model = _check_model(model)
+        self.model = check_model(model)
 
     def transform(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -194,7 +188,7 @@ class ExpectationOverTransform(nn.Module):
 
     def __init__(self, model: nn.Module, samples: int = 32):
         super().__init__()
-        self.model = _check_model(model)
+        self.model = check_model(model)
         self.samples = check_positive_int(samples, "samples")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
