@@ -105,9 +105,10 @@ def run(args) -> int:
         records.append(record)
         status = "ok" if record["error"] is None else f"FAILED: {record['error']}"
         print(f"[{args.device}] {path.name}: {record['seconds']:.1f} s, {status}", file=sys.stderr, flush=True)
-    result = {"device": args.device, "python": sys.executable,
-              "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "notebooks": records}
-    (out_dir / "timings.json").write_text(json.dumps(result, indent=1))
+        # written after every notebook, so that a run stopped by a time limit keeps what it measured
+        result = {"device": args.device, "python": sys.executable,
+                  "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "notebooks": records}
+        (out_dir / "timings.json").write_text(json.dumps(result, indent=1))
     print(f"\n| notebook ({args.device}) | wall time (s) | slowest cell (s) | cells that trained a model | status |")
     print("|---|---|---|---|---|")
     for r in records:
