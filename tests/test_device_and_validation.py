@@ -104,3 +104,34 @@ def test_probing_a_training_model_for_its_class_count_changes_nothing():
     before = model[1].running_mean.clone()
     assert num_classes_of(model, torch.rand(3, 1, 6, 6)) == 7
     assert torch.equal(model[1].running_mean, before) and model.training
+
+
+def test_input_gradient_moves_its_inputs_to_the_model_and_answers_on_the_device_of_x():
+    # chapters 4 and 5 ask for the gradient of a GPU model at CPU images; the meta device stands in for the GPU
+    # on the way in (the gradient's values cannot come back from meta, so its device is checked, not its values)
+    from torch import nn
+
+    from advex.attacks.core import input_gradient
+
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
+    x, y = torch.rand(5, 1, 2, 2), torch.tensor([0, 1, 2, 0, 1])
+    expected = input_gradient(model, x, y)
+    assert expected.device == x.device and expected.shape == x.shape
+    model.to("meta")
+    grad = input_gradient(model, x.to("meta"), y)          # labels on the CPU, model and images on meta
+    assert grad.device.type == "meta" and grad.shape == x.shape
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_input_gradient_of_a_cuda_model_at_cpu_images_is_the_cpu_gradient():
+    from torch import nn
+
+    from advex.attacks.core import input_gradient
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
+    x, y = torch.rand(5, 1, 2, 2), torch.tensor([0, 1, 2, 0, 1])
+    expected = input_gradient(model, x, y)
+    grad = input_gradient(model.cuda(), x, y)
+    assert grad.device == x.device
+    torch.testing.assert_close(grad, expected, rtol=1e-4, atol=1e-6)

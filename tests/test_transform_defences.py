@@ -172,3 +172,21 @@ def test_confidence_slopes_respect_the_known_lipschitz_bound_of_a_linear_model()
     assert torch.allclose(true_class_probability(model, x, y), F.softmax(model(x), 1).max(1).values.detach())
     with pytest.raises(ValueError, match="radii"):
         confidence_slopes(model, x, y, [0.0])
+
+
+def test_blur_follows_the_device_of_its_input_when_the_model_moved_after_it_was_built(monkeypatch):
+    # chapter 6 on a GPU: the defence wrapped a model that was moved afterwards, so the blur's own kernel stayed
+    # behind.  The meta device stands in for the GPU (it does not itself refuse a CPU weight, so the convolution
+    # is watched).
+    convolve = F.conv2d
+
+    def same_device_conv2d(x, weight, *args, **kwargs):
+        assert weight.device == x.device, f"kernel on {weight.device}, image on {x.device}"
+        return convolve(x, weight, *args, **kwargs)
+
+    monkeypatch.setattr(F, "conv2d", same_device_conv2d)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 2))
+    blur = GaussianBlur(model, sigma=1.0)
+    model.to("meta")
+    out = blur(torch.rand(3, 1, 4, 4, device="meta"))
+    assert out.device.type == "meta" and out.shape == (3, 2)

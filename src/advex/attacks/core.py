@@ -76,13 +76,15 @@ def input_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor, targeted:
     """∇ₓ of the per-example loss to *increase*: ``loss_fn(logits, y)`` (default cross-entropy), negated if targeted.
 
     The model's mode is left alone (call it inside :func:`attack_mode`); works under
-    ``torch.no_grad()``; the result carries no autograd history.
+    ``torch.no_grad()``; the result carries no autograd history.  Computed on the model's device
+    (``x`` and ``y`` are moved there), returned on the device of ``x``.
     """
+    device = device_of(model)
     with torch.enable_grad():
-        x = x.detach().clone().requires_grad_(True)
-        loss = loss_fn(model(x), y).sum()
-        (grad,) = torch.autograd.grad(-loss if targeted else loss, x)
-    return grad
+        x_model = x.detach().to(device).clone().requires_grad_(True)
+        loss = loss_fn(model(x_model), y.to(device)).sum()
+        (grad,) = torch.autograd.grad(-loss if targeted else loss, x_model)
+    return grad.to(x.device)
 
 
 def per_example(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:

@@ -77,7 +77,8 @@ class GaussianBlur(InputTransformDefence):
     def transform(self, x: torch.Tensor) -> torch.Tensor:
         # a 2-D Gaussian is separable: blur the rows, then the columns, each channel on its own
         channels, radius = x.shape[1], len(self.kernel) // 2
-        rows = self.kernel.to(x.dtype).view(1, 1, 1, -1).repeat(channels, 1, 1, 1)
+        # the wrapped model may have moved to a GPU after this defence was built, without it: follow x
+        rows = self.kernel.to(x.device, x.dtype).view(1, 1, 1, -1).repeat(channels, 1, 1, 1)
         x = F.conv2d(x, rows, padding=(0, radius), groups=channels)
         return F.conv2d(x, rows.transpose(2, 3), padding=(radius, 0), groups=channels)
 
