@@ -65,14 +65,6 @@ def _random_signs(shape, generator: torch.Generator, like: torch.Tensor) -> torc
     return (2 * torch.randint(0, 2, shape, generator=generator) - 1).to(device=like.device, dtype=like.dtype)
 
 
-def _another_colour(colour: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Per image, a ±1 colour (N, C, 1, 1) drawn uniformly among those other than ``colour``: ``colour`` with a
-    random non-empty set of channels flipped, the set drawn as the bits of an integer in [1, 2^C)."""
-    n, c = colour.shape[:2]
-    channels = torch.randint(1, 2 ** c, (n, 1), generator=generator) >> torch.arange(c) & 1
-    return colour * (1 - 2 * channels).to(colour).view(n, c, 1, 1)
-
-
 def _square_proposal(signs: torch.Tensor, side: int, generator: torch.Generator) -> torch.Tensor:
     """``signs`` (N, C, H, W of ±1) with a random side × side square of each image set to a random ±1 per channel
     (the L∞ sampling distribution, Andriushchenko et al. 2020, Algorithm 2).
@@ -82,15 +74,22 @@ def _square_proposal(signs: torch.Tensor, side: int, generator: torch.Generator)
     [0, 1] (for ε > 0), so comparing signs is comparing images.
     """
     n, c, h, w = signs.shape
-    top = torch.randint(0, h - side + 1, (n, 1), generator=generator).to(signs.device)
-    left = torch.randint(0, w - side + 1, (n, 1), generator=generator).to(signs.device)
+    # every random number of the proposal drawn on the CPU (the same search on every device), in this order,
+    # and sent to the device in one copy: on a GPU, one small copy per draw cost more than the search itself
+    top = torch.randint(0, h - side + 1, (n, 1), generator=generator)
+    left = torch.randint(0, w - side + 1, (n, 1), generator=generator)
+    colour = 2 * torch.randint(0, 2, (n, c), generator=generator) - 1
+    flips = torch.randint(1, 2 ** c, (n, 1), generator=generator) >> torch.arange(c) & 1
+    top, left, colour, flips = torch.cat([top, left, colour, flips], 1).to(signs.device).split([1, 1, c, c], 1)
     rows, cols = torch.arange(h, device=signs.device), torch.arange(w, device=signs.device)
     in_rows, in_cols = (rows >= top) & (rows < top + side), (cols >= left) & (cols < left + side)
     inside = in_rows[:, None, :, None] & in_cols[:, None, None, :]                   # (N, 1, H, W)
-    colour = _random_signs((n, c, 1, 1), generator, signs)
+    colour = colour.to(signs.dtype).view(n, c, 1, 1)
     unchanged = ((signs == colour) | ~inside).flatten(1).all(1)
-    colour = torch.where(per_example(unchanged, colour), _another_colour(colour, generator), colour)
-    return torch.where(inside, colour, signs)
+    # a colour the square already holds: flip a random non-empty set of its channels (the set drawn as the bits
+    # of an integer in [1, 2^C)), so every other colour is equally likely
+    other = colour * (1 - 2 * flips).to(signs.dtype).view(n, c, 1, 1)
+    return torch.where(inside, torch.where(per_example(unchanged, colour), other, colour), signs)
 
 
 def _concentric_squares(rows: int, cols: int) -> torch.Tensor:
@@ -253,25 +252,29 @@ def _search(model, x, y, queries, search, x_adv, success, used) -> None:
     ``search`` is (start, propose, image) of :func:`_linf_search` or :func:`_l2_search`."""
     start, propose, image = search
     rows = (~success).nonzero().flatten()
-    state = candidate = start(x[rows])                 # queried first
+    x_left, y_left = x[rows], y[rows]                  # the images still attacked
+    state = candidate = start(x_left)                  # queried first
     margin = torch.full((len(rows),), torch.inf, device=x.device, dtype=x.dtype)
     for iteration in range(queries - 1):
         if iteration > 0:
-            candidate = propose(state, x[rows], iteration - 1)
-        logits = model(image(candidate, x[rows]))
+            candidate = propose(state, x_left, iteration - 1)
+        logits = model(image(candidate, x_left))
         used[rows] += 1
-        new_margin, fooled = logit_margins(logits, y[rows]), attack_succeeded(logits, y[rows], False)
+        new_margin, fooled = logit_margins(logits, y_left), attack_succeeded(logits, y_left, False)
         accept = (new_margin < margin) | fooled   # the margin logit_y − max other logit is minimised
         state = torch.where(per_example(accept, state), candidate, state)
         margin = torch.where(accept, new_margin, margin)
-        # fooled images leave the batch with their adversarial example
-        done, left = fooled.nonzero().flatten(), (~fooled).nonzero().flatten()
-        x_adv[rows[done]] = image(state[done], x[rows[done]])
-        success[rows[done]] = True
-        rows, state, margin = rows[left], state[left], margin[left]
-        if len(rows) == 0:
-            return
-    x_adv[rows] = image(state, x[rows])
+        # fooled images leave the batch with their adversarial example (one synchronisation with a GPU per
+        # iteration: the indices of the fooled, usually none)
+        done = fooled.nonzero().flatten()
+        if len(done):
+            x_adv[rows[done]] = image(state[done], x_left[done])
+            success[rows[done]] = True
+            left = (~fooled).nonzero().flatten()
+            rows, state, margin, x_left, y_left = rows[left], state[left], margin[left], x_left[left], y_left[left]
+            if len(rows) == 0:
+                return
+    x_adv[rows] = image(state, x_left)
 
 
 def _check_square_arguments(x, norm, queries, p_init) -> tuple[str, int, float]:
