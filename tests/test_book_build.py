@@ -27,3 +27,11 @@ def test_paper_vs_book_shows_the_computed_values(built_book):
     assert "{glue" not in text and "::C0" not in text, "an unresolved glue reference"
     p_before = toy.sigmoid(toy.score(toy.KARPATHY_W, toy.KARPATHY_X))
     assert f"{p_before:.4f}" in text  # inserted from chapter 1's computation
+
+
+def test_exercises_are_numbered_per_chapter(built_book):
+    """Chapter 2's first exercise reads "Exercise 2.1", chapter 7's "Exercise 7.1": numbered within the chapter."""
+    for number, page in ((2, "02_linear_models_on_mnist"), (7, "07_attacks_without_gradients")):
+        text = re.sub(r"<[^>]+>", "", (built_book / "chapters" / f"{page}.html").read_text(encoding="utf-8"))
+        found = re.findall(r"Exercise (\d+(?:\.\d+)?)", text)
+        assert found and found[0] == f"{number}.1", f"{page}: exercises numbered {found[:3]}"
