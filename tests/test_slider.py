@@ -32,7 +32,8 @@ def test_static_frames_equal_direct_computation(view):
     assert data["eps"] == list(GRID)
     for eps, frame in zip(data["eps"], data["frames"]):
         s = W @ (X + eps * np.sign(W))  # the frame's numbers, computed independently
-        assert frame["numbers"] == [f"{s:.2f}", f"{1 / (1 + np.exp(-s)):.2f}"]
+        score = f"{s:.2f}".replace("-0.00", "0.00")   # a negative zero is shown without its sign
+        assert frame["numbers"] == [score, f"{1 / (1 + np.exp(-s)):.2f}"]
         for png in frame["images"]:
             assert base64.b64decode(png).startswith(b"\x89PNG")
     half = data["eps"].index(0.5)
@@ -113,3 +114,35 @@ def test_static_readout_never_rounds_a_grid_value():
     assert [float(text) for text in data["eps_text"]] == data["eps"]
     with pytest.raises(ValueError, match="fixed-point format"):
         advex.eps_slider(toy_frame, grid, eps_format=".2e")
+
+
+def test_static_slider_labels_its_track_and_keys_its_signed_panels():
+    import numpy as np
+
+    def compute(eps):
+        return advex.Frame(images={"perturbation": np.full((4, 4), -eps), "image": np.full((4, 4), 0.5)},
+                           numbers={"score": f"{-eps * 1e-4:.2f}"})
+
+    html = advex.eps_slider(compute, [0.0, 0.1, 0.2], signed=["perturbation"], eps_format=".1f").to_html()
+    ticks = re.search(r'class="advex-ticks"[^>]*>(.*?)</span></label>', html).group(1)
+    assert re.findall(r">([^<]+)</span>", ticks) == ["0.0", "0.1", "0.2"]
+    assert html.count('class="advex-key"') == 1, "a colour key under the signed panel only"
+    assert "\u22120.2" in html and "+0.2" in html, "the key shows the common scale, the largest |value|"
+    numbers = json.loads(re.search(r'class="advex-frames">(.*?)</script>', html).group(1))["frames"]
+    assert [f["numbers"][0] for f in numbers] == ["0.00", "0.00", "0.00"], "no '-0.00'"
+
+
+def test_tick_labels_thin_out_on_a_long_track():
+    from advex.viz.slider import _tick_labels
+
+    texts = [str(i) for i in range(30)]
+    shown = [t for t in _tick_labels(texts) if t]
+    assert shown[0] == "0" and shown[-1] == "29" and len(shown) == 12
+
+
+def test_negative_zero_loses_its_sign_and_nothing_else():
+    from advex.viz.slider import _tidy_number
+
+    assert _tidy_number("-0.00") == "0.00" and _tidy_number("\u22120.0%") == "0.0%" and _tidy_number("-0") == "0"
+    assert _tidy_number("-0.01") == "-0.01" and _tidy_number("-0.5") == "-0.5" and _tidy_number("-10.00") == "-10.00"
+    assert _tidy_number("score -0.00, margin -3.20") == "score 0.00, margin -3.20"

@@ -102,6 +102,34 @@ def _bars_png(values: np.ndarray, ylim: tuple[float, float], title: str) -> byte
     return buffer.getvalue()
 
 
+def _tidy_number(text: str) -> str:
+    """``text`` without the sign of a negative zero ("-0.00" → "0.00"): formatting a tiny negative number at
+    a fixed precision prints a minus that means nothing to a reader."""
+    return re.sub(r"[-\u2212](?=0(?:\.0+)?(?![\d.]))", "", str(text))
+
+
+def _scale_text(scale: float) -> str:
+    return f"{scale:.3g}"
+
+
+def _colour_key_html(scale: float) -> str:
+    """The colour key of a signed panel: blue at −scale, white at 0, red at +scale (as :func:`_diverging`)."""
+    text = _scale_text(scale)
+    return ('<div class="advex-key" style="display:flex;align-items:center;justify-content:center;gap:0.3em;'
+            f'font-size:0.75em"><span>\u2212{text}</span><span style="display:inline-block;width:5em;height:0.7em;'
+            'border:1px solid #999;background:linear-gradient(to right,#0000ff,#ffffff,#ff0000)"></span>'
+            f'<span>+{text}</span></div>')
+
+
+def _tick_labels(texts: Sequence[str], most: int = 12) -> list[str]:
+    """The labels under the static slider's track: every frame's value, or when there are more than ``most``
+    frames, about ``most`` evenly spaced ones (the others blank), the first and the last always shown."""
+    if len(texts) <= most:
+        return list(texts)
+    shown = {round(i * (len(texts) - 1) / (most - 1)) for i in range(most)}
+    return [t if i in shown else "" for i, t in enumerate(texts)]
+
+
 class _Renderer:
     """Turns Frames into PNG bytes with scales fixed across all frames."""
 
@@ -237,7 +265,7 @@ class SliderView:
             "frames": [
                 {
                     "images": [base64.b64encode(self.renderer.png(t, f.images[t])).decode() for t in self.panel_titles],
-                    "numbers": [str(f.numbers[k]) for k in self.number_labels],
+                    "numbers": [_tidy_number(f.numbers[k]) for k in self.number_labels],
                 }
                 for f in self.frames
             ],
@@ -251,9 +279,16 @@ class SliderView:
         panels = "".join(
             f'<figure style="margin:0;text-align:center"><img data-panel="{i}" alt="{html.escape(t)}" '
             f'src="data:image/png;base64,{first["images"][i]}" style="max-width:100%;image-rendering:pixelated;border:1px solid #ccc">'
-            f'<figcaption style="font-size:0.85em">{html.escape(t)}</figcaption></figure>'
+            f'{self._key(t)}<figcaption style="font-size:0.85em">{html.escape(t)}</figcaption></figure>'
             for i, t in enumerate(self.panel_titles)
         )
+        # the track's values under it, evenly spaced as the frames are (one step of the track per frame)
+        # (labels of equal width, so that space-between puts each under its stop of the track)
+        width = max(len(text) for text in data["eps_text"])
+        ticks = "".join(f'<span style="min-width:{width}ch;text-align:center">{html.escape(text)}</span>'
+                        for text in _tick_labels(data["eps_text"]))
+        tick_row = (f'<span class="advex-ticks" aria-hidden="true" style="display:flex;justify-content:space-between;'
+                    f'font-size:0.7em;font-family:monospace">{ticks}</span>')
         rows = "".join(
             f'<tr><th style="text-align:left;padding-right:1em">{html.escape(k)}</th>'
             f'<td data-number="{i}" style="font-family:monospace">{html.escape(first["numbers"][i])}</td></tr>'
@@ -265,13 +300,18 @@ class SliderView:
             f"{heading}"
             f'<label style="display:flex;gap:0.6em;align-items:center">{html.escape(self.label)} = '
             f'<output class="advex-eps" style="font-family:monospace;min-width:4em">{data["eps_text"][0]}</output>'
+            f'<span style="flex:1;display:flex;flex-direction:column">'
             f'<input class="advex-range" type="range" min="0" max="{len(self.eps_values) - 1}" step="1" value="0" '
-            f'aria-label="{html.escape(self.label)}" style="flex:1"></label>'
+            f'aria-label="{html.escape(self.label)}" style="width:100%">{tick_row}</span></label>'
             f'<div style="display:flex;flex-wrap:wrap;gap:0.8em;align-items:flex-end;margin-top:0.4em">{panels}'
             f'<table class="advex-numbers" style="margin-left:0.5em">{rows}</table></div>'
             f'<script type="application/json" class="advex-frames">{payload}</script>'
             f"<script>{_SCRIPT % {'id': json.dumps(dom_id)}}</script></div>"
         )
+
+    def _key(self, title: str) -> str:
+        """The colour key under a signed panel ('' for the others); one scale for every frame."""
+        return _colour_key_html(self.renderer.signed_scale or 0.0) if title in self.renderer.signed else ""
 
     # -- live form ---------------------------------------------------------
     def widget(self):
@@ -290,7 +330,8 @@ class SliderView:
                 continuous_update=True, layout=widgets.Layout(width="95%"),
             )
             images = [widgets.Image(format="png", layout=widgets.Layout(max_width="260px")) for _ in self.panel_titles]
-            captions = [widgets.VBox([img, widgets.HTML(f"<center>{html.escape(t)}</center>")]) for img, t in zip(images, self.panel_titles)]
+            captions = [widgets.VBox([img, widgets.HTML(f"{self._key(t)}<center>{html.escape(t)}</center>")])
+                        for img, t in zip(images, self.panel_titles)]
             numbers = widgets.HTML()
 
             def update(change=None):
@@ -303,7 +344,7 @@ class SliderView:
                     img.value = self.renderer.png(t, frame.images[t])
                 numbers.value = "<table>" + "".join(
                     f"<tr><th style='text-align:left;padding-right:1em'>{html.escape(k)}</th>"
-                    f"<td style='font-family:monospace'>{html.escape(str(frame.numbers[k]))}</td></tr>"
+                    f"<td style='font-family:monospace'>{html.escape(_tidy_number(frame.numbers[k]))}</td></tr>"
                     for k in self.number_labels
                 ) + "</table>"
 
