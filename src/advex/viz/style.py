@@ -38,3 +38,17 @@ def use_book_style() -> None:
         "image.cmap": "gray",
         "image.interpolation": "nearest",
     })
+    _sharp_notebook_figures()
+
+
+def _sharp_notebook_figures() -> None:
+    """In a notebook kernel, figures as PNGs of twice the pixel density (200 dpi) shown at their usual size
+    ("retina"), so that they stay sharp on high-density screens and when zoomed; elsewhere, nothing."""
+    try:
+        from IPython import get_ipython
+        from matplotlib_inline.backend_inline import set_matplotlib_formats
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is not None and "IPKernelApp" in shell.config:
+        set_matplotlib_formats("retina")
