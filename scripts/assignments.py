@@ -16,16 +16,20 @@ It autogrades, with nbgrader's own ``autograde`` command, three kinds of submiss
   failure whose message contains ``feedback``.
 
 It prints one line per submission and writes the summary as JSON (``--json PATH``) for the tests.
+The assignments are checked in parallel (``--jobs``, default: one per CPU core), each in its own course
+directory; their kernels share the cores (``OMP_NUM_THREADS`` = cores / jobs unless it is set).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 COURSE = Path(__file__).resolve().parents[1] / "assignments"
@@ -36,8 +40,8 @@ def assignment_ids() -> list[str]:
     return sorted(p.name for p in (COURSE / "source").iterdir() if (p / f"{p.name}.ipynb").exists())
 
 
-def run_nbgrader(course: Path, *args: str) -> subprocess.CompletedProcess:
-    result = subprocess.run([*NBGRADER, *args, "--force"], cwd=course, capture_output=True, text=True)
+def run_nbgrader(course: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    result = subprocess.run([*NBGRADER, *args, "--force"], cwd=course, capture_output=True, text=True, env=env)
     if result.returncode != 0:
         raise RuntimeError(f"nbgrader {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
     return result
@@ -89,8 +93,11 @@ def grades(course: Path, assignment: str, student: str) -> dict:
     return {"score": score, "max_score": max_score, "failures": failures}
 
 
-def check(assignment: str) -> dict:
-    """Autograde the instructor version, the student version and every planted mistake; report surprises."""
+def check(assignment: str, threads: int | None = None) -> dict:
+    """Autograde the instructor version, the student version and every planted mistake; report surprises.
+
+    ``threads``: the CPU threads each grading kernel may use (``OMP_NUM_THREADS``), when several checks share
+    the machine; None leaves the environment as it is."""
     with tempfile.TemporaryDirectory() as tmp:
         course = Path(tmp)
         shutil.copy(COURSE / "nbgrader_config.py", course)
@@ -107,7 +114,8 @@ def check(assignment: str) -> dict:
             folder.mkdir(parents=True)
             (folder / f"{assignment}.ipynb").write_text(json.dumps(notebook, indent=1), encoding="utf-8")
         start = time.perf_counter()
-        run_nbgrader(course, "autograde", assignment)
+        env = None if threads is None else {**os.environ, "OMP_NUM_THREADS": str(threads)}
+        run_nbgrader(course, "autograde", assignment, env=env)
         seconds = time.perf_counter() - start
         report = {student: grades(course, assignment, student) for student in submissions}
     problems = []
@@ -132,16 +140,24 @@ def main() -> int:
     parser.add_argument("command", choices=["release", "check"])
     parser.add_argument("ids", nargs="*", help="assignment ids (default: all)")
     parser.add_argument("--json", help="write the check summary to this file")
+    parser.add_argument("--jobs", type=int, default=None,
+                        help="assignments checked at once (default: one per CPU core, at most one per assignment)")
     args = parser.parse_args()
     ids = args.ids or assignment_ids()
     if args.command == "release":
         for path in release(ids):
             print(path.relative_to(COURSE.parent))
         return 0
-    summaries = []
-    for assignment in ids:
-        summary = check(assignment)
-        summaries.append(summary)
+    if args.jobs is not None and args.jobs < 1:
+        parser.error(f"--jobs must be at least 1, got {args.jobs}")
+    cores = os.cpu_count() or 1
+    jobs = min(args.jobs or cores, len(ids))
+    # the kernels of parallel checks share the cores instead of each starting one thread per core
+    threads = None if jobs == 1 or "OMP_NUM_THREADS" in os.environ else max(1, cores // jobs)
+    with ThreadPoolExecutor(max_workers=jobs) as pool:     # each check waits on its own nbgrader process
+        summaries = list(pool.map(lambda assignment: check(assignment, threads), ids))
+    for summary in summaries:
+        assignment = summary["assignment"]
         print(f"{assignment}: {summary['submissions']} submissions autograded in {summary['seconds']:.0f} s")
         for student, result in summary["report"].items():
             failed = ", ".join(sorted(result["failures"])) or "none"
