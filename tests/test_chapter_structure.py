@@ -1,6 +1,6 @@
 """Every chapter follows the book's shape (see book/style_guide.md).
 
-What you will learn, a seeded first cell, an ε slider, a figure, a summary, at least four
+What you will learn, a first cell that installs advex where it is missing, a seeded setup cell, an ε slider, a figure, a summary, at least four
 exercises each with a solution, references, glued (not typed) claim values, and at least
 one cell whose output nbval compares.
 """
@@ -9,9 +9,11 @@ import re
 from pathlib import Path
 
 import pytest
+import yaml
 
-CHAPTERS = sorted((Path(__file__).resolve().parents[1] / "chapters").glob("[0-9][0-9]_*.ipynb"))
-TOC = (Path(__file__).resolve().parents[1] / "_toc.yml").read_text()
+ROOT = Path(__file__).resolve().parents[1]
+CHAPTERS = sorted((ROOT / "chapters").glob("[0-9][0-9]_*.ipynb"))
+TOC = (ROOT / "_toc.yml").read_text()
 
 
 def load(path):
@@ -25,14 +27,30 @@ def test_there_are_chapters():
     assert len(CHAPTERS) >= 1
 
 
+INSTALL_CELL = "".join(load(CHAPTERS[0])[2][0]["source"]) if CHAPTERS else ""
+
+
+def test_install_cell_installs_this_repository_and_what_the_chapters_import():
+    """Colab or a downloaded notebook: the first cell installs advex from the repository named in _config.yml,
+    at its branch, and myst-nb at the version requirements.txt pins; it does nothing where advex is installed."""
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]
+    assert f'"advex @ git+{config["url"]}@{config["branch"]}"' in INSTALL_CELL
+    pinned = re.search(r"^myst-nb==\S+", (ROOT / "requirements.txt").read_text(), re.M).group(0)
+    assert f'"{pinned}"' in INSTALL_CELL
+    assert 'if importlib.util.find_spec("advex") is None:' in INSTALL_CELL
+    assert '"advex.data.assets", "fetch"' in INSTALL_CELL
+
+
 @pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
 def test_chapter_shape(path):
     notebook, markdown, code_cells = load(path)
     assert notebook["metadata"]["kernelspec"]["name"] == "python3"
     assert f"chapters/{path.stem}" in TOC, "chapter missing from _toc.yml"
     assert "What you will learn" in markdown
-    first_code = "".join(code_cells[0]["source"])
-    assert "seed_everything(" in first_code and "use_book_style()" in first_code
+    install, setup = ("".join(c["source"]) for c in code_cells[:2])
+    assert install == INSTALL_CELL, "the first code cell installs advex where it is missing (the same in every chapter)"
+    assert "remove-cell" in code_cells[0]["metadata"].get("tags", []), "the install cell is not part of the HTML book"
+    assert "seed_everything(" in setup and "use_book_style()" in setup
     sources = ["".join(c["source"]) for c in code_cells]
     assert any("eps_slider(" in s for s in sources), "no ε slider"
     slider_cells = [c for c in code_cells if "eps_slider(" in "".join(c["source"])]
