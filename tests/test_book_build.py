@@ -35,3 +35,12 @@ def test_exercises_are_numbered_per_chapter(built_book):
         text = re.sub(r"<[^>]+>", "", (built_book / "chapters" / f"{page}.html").read_text(encoding="utf-8"))
         found = re.findall(r"Exercise (\d+(?:\.\d+)?)", text)
         assert found and found[0] == f"{number}.1", f"{page}: exercises numbered {found[:3]}"
+
+
+def test_figures_keep_their_aspect_ratio_on_a_narrow_screen(built_book):
+    """Retina figures carry a fixed width and height; the book's stylesheet lets the height follow the width."""
+    page = (built_book / "chapters" / "02_linear_models_on_mnist.html").read_text(encoding="utf-8")
+    assert re.search(r'<img[^>]+style="width: \d+px; height: \d+px;"', page), "a figure with its retina size"
+    assert re.search(r'href="[^"]*_static/advex\.css', page), "the book's stylesheet is linked"
+    css = (built_book / "_static" / "advex.css").read_text(encoding="utf-8")
+    assert re.search(r"\.cell_output img\s*\{[^}]*height:\s*auto\s*!important", css)
