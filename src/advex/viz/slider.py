@@ -108,13 +108,9 @@ def _tidy_number(text: str) -> str:
     return re.sub(r"[-\u2212](?=0(?:\.0+)?(?![\d.]))", "", str(text))
 
 
-def _scale_text(scale: float) -> str:
-    return f"{scale:.3g}"
-
-
 def _colour_key_html(scale: float) -> str:
     """The colour key of a signed panel: blue at −scale, white at 0, red at +scale (as :func:`_diverging`)."""
-    text = _scale_text(scale)
+    text = f"{scale:.3g}"
     return ('<div class="advex-key" style="display:flex;align-items:center;justify-content:center;gap:0.3em;'
             f'font-size:0.75em"><span>\u2212{text}</span><span style="display:inline-block;width:5em;height:0.7em;'
             'border:1px solid #999;background:linear-gradient(to right,#0000ff,#ffffff,#ff0000)"></span>'
