@@ -23,6 +23,7 @@ together, one forward pass per iteration.
 """
 from __future__ import annotations
 
+import functools
 import math
 from numbers import Real
 
@@ -74,22 +75,31 @@ def _square_proposal(signs: torch.Tensor, side: int, generator: torch.Generator)
     [0, 1] (for ε > 0), so comparing signs is comparing images.
     """
     n, c, h, w = signs.shape
-    # every random number of the proposal drawn on the CPU (the same search on every device), in this order,
-    # and sent to the device in one copy: on a GPU, one small copy per draw cost more than the search itself
+    # every random number of the proposal drawn on the CPU (the same search on every device), in this order
     top = torch.randint(0, h - side + 1, (n, 1), generator=generator)
     left = torch.randint(0, w - side + 1, (n, 1), generator=generator)
     colour = 2 * torch.randint(0, 2, (n, c), generator=generator) - 1
+    # the other colour, for a square that already holds this one: a random non-empty set of its channels
+    # flipped (the set drawn as the bits of an integer in [1, 2^C)), so every other colour is equally likely
     flips = torch.randint(1, 2 ** c, (n, 1), generator=generator) >> torch.arange(c) & 1
-    top, left, colour, flips = torch.cat([top, left, colour, flips], 1).to(signs.device).split([1, 1, c, c], 1)
-    rows, cols = torch.arange(h, device=signs.device), torch.arange(w, device=signs.device)
-    in_rows, in_cols = (rows >= top) & (rows < top + side), (cols >= left) & (cols < left + side)
-    inside = in_rows[:, None, :, None] & in_cols[:, None, None, :]                   # (N, 1, H, W)
-    colour = colour.to(signs.dtype).view(n, c, 1, 1)
-    unchanged = ((signs == colour) | ~inside).flatten(1).all(1)
-    # a colour the square already holds: flip a random non-empty set of its channels (the set drawn as the bits
-    # of an integer in [1, 2^C)), so every other colour is equally likely
-    other = colour * (1 - 2 * flips).to(signs.dtype).view(n, c, 1, 1)
-    return torch.where(inside, torch.where(per_example(unchanged, colour), other, colour), signs)
+    other = colour * (1 - 2 * flips)
+    # ... and sent to the device in one copy: on a GPU each small operation costs a launch, and the proposal's
+    # launches, not its arithmetic, set the speed of the search
+    corners, colours = torch.cat([top, left, colour, other], 1).to(signs.device).split([2, 2 * c], 1)
+    inside = (_window_lines(side, h, signs.device)[corners[:, 0]][:, None, :, None]
+              & _window_lines(side, w, signs.device)[corners[:, 1]][:, None, None, :])     # (N, 1, H, W)
+    colour, other = colours.to(signs.dtype).view(n, 2 * c, 1, 1).split(c, 1)
+    changes = ((signs != colour) & inside).flatten(1).any(1)
+    return torch.where(inside, torch.where(per_example(changes, colour), colour, other), signs)
+
+
+@functools.lru_cache(maxsize=64)
+def _window_lines(side: int, size: int, device: torch.device) -> torch.Tensor:
+    """Row k (k = 0 … size − side) marks the lines k … k + side − 1 of an image ``size`` lines long: the rows (or
+    columns) a square of this side with its corner at line k covers, looked up instead of computed."""
+    lines = torch.arange(size)
+    first = torch.arange(size - side + 1)[:, None]
+    return ((lines >= first) & (lines < first + side)).to(device)
 
 
 def _concentric_squares(rows: int, cols: int) -> torch.Tensor:
@@ -227,7 +237,7 @@ def _linf_search(eps: float, p_init: float, queries: int, generator: torch.Gener
                                 generator)
 
     def image(signs, x):
-        return (x + eps * signs).clamp(0.0, 1.0)
+        return torch.add(x, signs, alpha=eps).clamp_(0.0, 1.0)
     return start, propose, image
 
 
@@ -259,22 +269,24 @@ def _search(model, x, y, queries, search, x_adv, success, used) -> None:
         if iteration > 0:
             candidate = propose(state, x_left, iteration - 1)
         logits = model(image(candidate, x_left))
-        used[rows] += 1
         new_margin, fooled = logit_margins(logits, y_left), attack_succeeded(logits, y_left, False)
         accept = (new_margin < margin) | fooled   # the margin logit_y − max other logit is minimised
         state = torch.where(per_example(accept, state), candidate, state)
         margin = torch.where(accept, new_margin, margin)
-        # fooled images leave the batch with their adversarial example (one synchronisation with a GPU per
-        # iteration: the indices of the fooled, usually none)
+        # fooled images leave the batch with their adversarial example and the iteration + 1 queries this
+        # search spent on them (one synchronisation with a GPU per iteration: the indices of the fooled,
+        # usually none)
         done = fooled.nonzero().flatten()
         if len(done):
             x_adv[rows[done]] = image(state[done], x_left[done])
             success[rows[done]] = True
+            used[rows[done]] += iteration + 1
             left = (~fooled).nonzero().flatten()
             rows, state, margin, x_left, y_left = rows[left], state[left], margin[left], x_left[left], y_left[left]
             if len(rows) == 0:
                 return
     x_adv[rows] = image(state, x_left)
+    used[rows] += queries - 1
 
 
 def _check_square_arguments(x, norm, queries, p_init) -> tuple[str, int, float]:
