@@ -21,6 +21,7 @@ from torch.nn import functional as F
 
 from advex.defences.smoothing import (ABSTAIN, SmoothedSoftClassifier, certified_accuracy, certify,
                                       clopper_pearson_lower, gaussian_noise_loss, predict, sample_counts)
+from advex.device import device_of
 
 torch.set_num_threads(1)
 
@@ -48,7 +49,7 @@ class Constant(nn.Module):
         self.c, self.classes = c, classes
 
     def forward(self, z):
-        return F.one_hot(torch.full((len(z),), self.c), self.classes).float()
+        return F.one_hot(torch.full((len(z),), self.c, device=z.device), self.classes).float()
 
 
 def tiny_mlp(seed: int = 0) -> nn.Module:
@@ -113,7 +114,7 @@ def test_certify_bound_is_clopper_pearson_of_a_fresh_estimation_sample():
     estimation sample (the bias Cohen et al. avoid) gives different bounds."""
     model, x, sigma, n0, n, alpha = BinModel([0.5]), images([0.5] * 6 + [0.7, 0.3]), 0.3, 1, 400, 0.01
     _, _, p_lower = certify(model, x, sigma, n0, n, alpha, batch_size=97, generator=11)
-    generator = torch.Generator().manual_seed(11)
+    generator = torch.Generator(device=device_of(model)).manual_seed(11)   # where certify draws its noise
     guess = sample_counts(model, x, sigma, n0, batch_size=97, generator=generator).argmax(1)
     counts = sample_counts(model, x, sigma, n, batch_size=97, generator=generator)
     expected = clopper_pearson_lower(counts.gather(1, guess[:, None])[:, 0].numpy(), n, alpha)
