@@ -137,7 +137,24 @@ def test_tick_labels_thin_out_on_a_long_track():
 
     texts = [str(i) for i in range(30)]
     shown = [t for t in _tick_labels(texts) if t]
-    assert shown[0] == "0" and shown[-1] == "29" and len(shown) == 12
+    assert shown[0] == "0" and shown[-1] == "29" and 4 <= len(shown) <= 12
+    assert [t for t in _tick_labels([str(i) for i in range(12)]) if t] == [str(i) for i in range(12)]
+
+
+@pytest.mark.parametrize("frames", range(13, 80))
+def test_tick_labels_are_evenly_spaced(frames):
+    """The first and last frames labelled, at most 12 labels, equal steps between them; only when no step
+    divides the track evenly, a last step between half and one and a half of the others."""
+    from advex.viz.slider import _tick_labels
+
+    labelled = [i for i, t in enumerate(_tick_labels([str(i) for i in range(frames)])) if t]
+    steps = [b - a for a, b in zip(labelled, labelled[1:])]
+    assert labelled[0] == 0 and labelled[-1] == frames - 1 and 4 <= len(labelled) <= 12
+    assert len(set(steps[:-1])) == 1 and 0.5 * steps[0] <= steps[-1] <= 1.5 * steps[0]
+    if (frames - 1) % steps[0] == 0:
+        assert len(set(steps)) == 1
+    if frames == 16:                                  # chapter 4's track: every third frame
+        assert steps == [3] * 5
 
 
 def test_negative_zero_loses_its_sign_and_nothing_else():

@@ -119,10 +119,23 @@ def _colour_key_html(scale: float) -> str:
 
 def _tick_labels(texts: Sequence[str], most: int = 12) -> list[str]:
     """The labels under the static slider's track: every frame's value, or when there are more than ``most``
-    frames, about ``most`` evenly spaced ones (the others blank), the first and the last always shown."""
+    frames, every k-th one (the others blank), the first and the last always shown.
+
+    k divides the number of gaps when such a k leaves at least a third of ``most`` labels, so the labels are
+    evenly spaced (16 frames: every third); otherwise (a prime number of gaps, say) k is the smallest step
+    that fits, and the last gap, up to the final frame, is between half a step and a step and a half."""
     if len(texts) <= most:
         return list(texts)
-    shown = {round(i * (len(texts) - 1) / (most - 1)) for i in range(most)}
+    gaps = len(texts) - 1
+    k = next(k for k in range(1, gaps + 1) if gaps % k == 0 and gaps // k + 1 <= most)
+    if gaps // k + 1 >= most // 3:
+        shown = set(range(0, gaps + 1, k))
+    else:
+        k = math.ceil(gaps / (most - 1))
+        shown = set(range(0, gaps, k))
+        if gaps - max(shown) < k / 2:         # too close to the last label
+            shown.discard(max(shown))
+        shown.add(gaps)
     return [t if i in shown else "" for i, t in enumerate(texts)]
 
 
