@@ -50,6 +50,7 @@ def test_figures_carry_their_alt_text_and_solutions_their_outputs(built_book):
     """The alt text in a figure cell's metadata reaches the page, and a solution's code runs inside its dropdown."""
     page = (built_book / "chapters" / "01_a_dot_product_you_can_fool.html").read_text(encoding="utf-8")
     assert re.search(r'<img alt="Two line plots against the per-coordinate budget', page)
+    assert re.search(r'<span class="caption-number">Fig\. 1\.1 </span>', page), "figures numbered per chapter"
     solution = re.search(r'<div class="solution dropdown admonition"[^>]*>\s*<p class="admonition-title">Solution to'
                          r'<a [^>]*href="#ch1-ex3".*?</section>', page, re.S)
     assert solution and 'class="cell_output' in solution.group(0), "the solution of exercise 1.3 shows its output"

@@ -74,14 +74,21 @@ def test_claims_in_prose_are_glued(path):
 
 
 @pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
-def test_figures_have_alt_text(path):
+def test_figures_have_alt_text_and_numbered_captions(path):
     """Every matplotlib figure has a description for screen readers (myst-nb's cell metadata mystnb.image.alt,
-    written into the HTML's alt attribute), a sentence or more, not a placeholder."""
+    written into the HTML's alt attribute), a sentence or more, and a caption with a label of its chapter
+    (mystnb.figure), which the book numbers (Fig. 2.3); one figure per cell, since each output becomes a figure."""
     _, _, code_cells = load(path)
+    chapter = int(path.stem[:2])
     for cell in code_cells:
         if any("image/png" in o.get("data", {}) for o in cell.get("outputs", [])):
-            alt = cell["metadata"].get("mystnb", {}).get("image", {}).get("alt", "")
+            options = cell["metadata"].get("mystnb", {})
+            alt = options.get("image", {}).get("alt", "")
             assert len(alt) >= 60, f"figure in cell {cell.get('id')} has no alt text (or a short one): {alt!r}"
+            figure = options.get("figure", {})
+            assert figure.get("caption") and figure.get("name", "").startswith(f"fig-ch{chapter}-"), cell.get("id")
+            shown = [o for o in cell["outputs"] if o.get("output_type") in ("display_data", "execute_result")]
+            assert len(shown) == 1, f"cell {cell.get('id')}: {len(shown)} outputs would share one caption"
 
 
 #: solutions whose code the build does not run, each saying so in its text (they train networks)
