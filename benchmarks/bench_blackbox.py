@@ -217,19 +217,19 @@ def square(model, x, y, device, torchattacks, budget: int, repeats: int, seeds: 
     for run in attacks(0).values():                      # warm-up
         run()
     totals = {name: {"seconds": 0.0, "seconds_per_seed": [], "queries_total": 0, "model_calls": 0, "success": 0,
-                     "success_reported": 0, "used_fooled": [], "max_linf": 0.0, "fooled": []} for name in counters}
+                     "success_reported": 0, "max_linf": 0.0} for name in counters}
+    fooled_by = {name: [] for name in counters}
+    used_fooled = []
     for seed in range(seeds):
         runs = attacks(seed)
-        best = {name: math.inf for name in runs}
+        best, outputs = {name: math.inf for name in runs}, {}
         for repeat in range(repeats):
             names = list(runs)[repeat % len(runs):] + list(runs)[:repeat % len(runs)]   # rotate the order
             for name in names:
-                counters[name].reset()
-                _, t = timed(runs[name], device)
+                counters[name].reset()     # so that it holds the counts of this attack's last run
+                outputs[name], t = timed(runs[name], device)
                 best[name] = min(best[name], t)
-        for name in runs:            # once more, counted, for the outputs (seeded: the same as the timed runs)
-            counters[name].reset()
-            output = runs[name]()
+        for name, output in outputs.items():   # seeded: every repeat gives the same images
             x_adv = output[0] if name == "advex" else output
             verified = fooled(model, x_adv, y).cpu()
             total = totals[name]
@@ -238,28 +238,22 @@ def square(model, x, y, device, torchattacks, budget: int, repeats: int, seeds: 
             total["queries_total"] += counters[name].queries
             total["model_calls"] += counters[name].calls
             total["success"] += int(verified.sum())
-            total["fooled"].append(verified)
             total["max_linf"] = max(total["max_linf"], (x_adv - x).abs().flatten(1).amax(1).max().item())
+            fooled_by[name].append(verified)
             if name == "advex":
                 total["success_reported"] += int(output[1].sum())
-                total["used_fooled"].append(output[2].cpu()[verified])
+                used_fooled.append(output[2].cpu()[verified])
     result = {"repeats": repeats, "seeds": seeds}
     for name, total in totals.items():
-        fooled_all = torch.cat(total.pop("fooled"))
-        used = total.pop("used_fooled")
         total.update(max_queries_per_image=budget + (2 if name == "advex" else 3),
                      images_per_s=seeds * len(x) / total["seconds"],
                      ms_per_call=1000 * total["seconds"] / total["model_calls"])
-        if name == "advex":
-            total["median_queries_fooled"] = median(torch.cat(used))
         result[name] = total
-        result[f"_fooled_{name}"] = fooled_all
+    result["advex"]["median_queries_fooled"] = median(torch.cat(used_fooled))
     if "torchattacks" in result:
-        ours, peer = result.pop("_fooled_advex"), result.pop("_fooled_torchattacks")
+        ours, peer = torch.cat(fooled_by["advex"]), torch.cat(fooled_by["torchattacks"])
         result["only_advex"] = int((ours & ~peer).sum())
         result["only_torchattacks"] = int((peer & ~ours).sum())
-    else:
-        result.pop("_fooled_advex")
     return result
 
 
