@@ -24,7 +24,7 @@ def test_paper_vs_book_shows_the_computed_values(built_book):
 
     html = (built_book / "book" / "paper_vs_book.html").read_text(encoding="utf-8")
     text = re.sub(r"<[^>]+>", "", html)
-    assert "{glue" not in text and "::C0" not in text, "an unresolved glue reference"
+    assert "{glue" not in text and "::C0" not in text and 'glued("' not in text, "an unresolved glue reference"
     p_before = toy.sigmoid(toy.score(toy.KARPATHY_W, toy.KARPATHY_X))
     assert f"{p_before:.4f}" in text  # inserted from chapter 1's computation
 

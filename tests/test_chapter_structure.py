@@ -68,7 +68,8 @@ def test_chapter_shape(path):
 def test_claims_in_prose_are_glued(path):
     """Every claim key (C01 ...) pasted in the prose is glued by a code cell of the same chapter."""
     _, markdown, code_cells = load(path)
-    pasted = set(re.findall(r"\{glue(?::\w+)?\}`(C\d\d_\w+?)(?::[^`]*)?`", markdown))
+    pasted = set(re.findall(r'\{eval\}`glued\("(C\d\d_\w+?)(?::[^"]*)?"\)`', markdown))
+    assert pasted, "the chapter pastes no claim"
     glued = set(re.findall(r"glue\(\s*[\"'](C\d\d_\w+)[\"']", "\n".join("".join(c["source"]) for c in code_cells)))
     assert pasted <= glued, f"pasted but never glued: {sorted(pasted - glued)}"
 

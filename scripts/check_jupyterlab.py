@@ -1,0 +1,47 @@
+"""Open chapters in JupyterLab (with the pinned jupyterlab-myst) in headless Chromium, without running them, and
+report whether every inline number ({eval}`glued(...)`) shows its stored value rather than raw markup.
+
+    .venv/bin/python scripts/check_jupyterlab.py 01_a_dot_product_you_can_fool.ipynb [...]
+
+Needs Chromium (/usr/bin/chromium).  Exits 1 when a number is missing or raw markup shows.
+"""
+import json, re, subprocess, sys, time, os, shutil
+from pathlib import Path
+from playwright.sync_api import sync_playwright
+root = Path(__file__).resolve().parents[1]
+import tempfile
+work = Path(tempfile.mkdtemp(prefix="advex-lab-")); shutil.rmtree(work, ignore_errors=True); work.mkdir()
+shutil.copytree(root / "chapters", work / "chapters"); shutil.copy(root / "_toc.yml", work / "_toc.yml")
+settings = work / "settings"; (settings / "@jupyterlab" / "notebook-extension").mkdir(parents=True)
+(settings / "@jupyterlab" / "notebook-extension" / "tracker.jupyterlab-settings").write_text(json.dumps({"windowingMode": "none"}))
+env = dict(os.environ, JUPYTERLAB_SETTINGS_DIR=str(settings))
+lab = subprocess.Popen([str(root / ".venv/bin/jupyter"), "lab", "--no-browser", "--port=8899", "--allow-root", "--ServerApp.token=", "--ServerApp.password=",
+                        "--ServerApp.disable_check_xsrf=True", f"--ServerApp.root_dir={work}"], env=env, stdout=open("/tmp/lab.log","w"), stderr=subprocess.STDOUT)
+import urllib.request
+for _ in range(90):
+    try:
+        urllib.request.urlopen("http://localhost:8899/api"); break
+    except Exception:
+        time.sleep(1)
+
+failed = False
+try:
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=shutil.which("chromium") or "/usr/bin/chromium", args=["--no-sandbox"])
+        for name in sys.argv[1:]:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(f"http://localhost:8899/lab/workspaces/w{name[:2]}/tree/chapters/{name}?reset", wait_until="networkidle")
+            page.wait_for_timeout(12000)
+            text = page.inner_text(".jp-Notebook")
+            nb = json.loads((root / "chapters" / name).read_text())
+            wanted = [e["result"]["data"]["text/plain"] for c in nb["cells"] for e in c["metadata"].get("user_expressions", [])]
+            missing = [w for w in wanted if w not in text]
+            raw = re.findall(r'glued\("[^"]+"\)', text)
+            print(name, "expressions:", len(wanted), "shown:", len(wanted) - len(missing), "missing:", missing[:5], "raw:", raw[:3],
+                  "raw {glue:", text.count("{glue"), "raw {eval}:", text.count("{eval}"))
+            failed = failed or bool(missing or raw or "{glue" in text or "{eval}" in text)
+            page.close()
+        browser.close()
+finally:
+    lab.terminate()
+sys.exit(1 if failed else 0)
