@@ -156,3 +156,16 @@ def test_every_chapter_slider_switches_frames_offline(offline, built_book):
             assert changed, f"slider {i} of {path} shows the same frame at both ends"
         assert offline.errors == [], f"{path}: console errors {offline.errors}"
         assert offline.blocked == [], f"{path}: tried to reach the network: {offline.blocked}"
+
+
+def test_sliders_fit_a_400_pixel_screen(offline, built_book):
+    """On a phone-sized page every chapter's first ε slider keeps its whole track on screen."""
+    for path in chapter_pages(built_book):
+        page = offline.open(path)
+        page.set_viewport_size({"width": 400, "height": 800})
+        slider = page.locator(".advex-slider").first
+        slider.scroll_into_view_if_needed()
+        box, track = slider.bounding_box(), slider.locator("input.advex-range").bounding_box()
+        assert track["width"] >= 150, f"{path}: the ε track is only {track['width']:.0f} px wide"
+        assert track["x"] + track["width"] <= box["x"] + box["width"], f"{path}: the ε track runs off its box"
+        assert page.evaluate("document.documentElement.scrollWidth") <= 400, f"{path}: the page scrolls sideways"
