@@ -3,7 +3,9 @@ report whether every inline number ({eval}`glued(...)`) shows its stored value r
 
     .venv/bin/python scripts/check_jupyterlab.py 01_a_dot_product_you_can_fool.ipynb [...]
 
-Needs Chromium (/usr/bin/chromium).  Exits 1 when a number is missing or raw markup shows.
+RUN_ALL=1 first runs every cell (Run > Run All Cells, text cells included, which asks the kernel to evaluate
+each glued(...)), waits RUN_WAIT seconds (default 90) and then checks; fine for chapter 1, too short for the
+longer chapters on a laptop.  Needs Chromium (/usr/bin/chromium).  Exits 1 when a number is missing or raw markup shows.
 """
 import json, re, subprocess, sys, time, os, shutil
 from pathlib import Path
@@ -32,6 +34,10 @@ try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.goto(f"http://localhost:8899/lab/workspaces/w{name[:2]}/tree/chapters/{name}?reset", wait_until="networkidle")
             page.wait_for_timeout(12000)
+            if os.environ.get("RUN_ALL") == "1":
+                page.click("text=Run", timeout=10000)
+                page.click("text=Run All Cells", timeout=10000)
+                page.wait_for_timeout(int(os.environ.get("RUN_WAIT", "90")) * 1000)
             text = page.inner_text(".jp-Notebook")
             nb = json.loads((root / "chapters" / name).read_text())
             wanted = [e["result"]["data"]["text/plain"] for c in nb["cells"] for e in c["metadata"].get("user_expressions", [])]
@@ -39,7 +45,9 @@ try:
             raw = re.findall(r'glued\("[^"]+"\)', text)
             print(name, "expressions:", len(wanted), "shown:", len(wanted) - len(missing), "missing:", missing[:5], "raw:", raw[:3],
                   "raw {glue:", text.count("{glue"), "raw {eval}:", text.count("{eval}"))
-            failed = failed or bool(missing or raw or "{glue" in text or "{eval}" in text)
+            errors = [w for w in ("Traceback", "KeyError", "NameError", "SyntaxError") if w in text]
+            print("  errors shown:", errors)
+            failed = failed or bool(errors or missing or raw or "{glue" in text or "{eval}" in text)
             page.close()
         browser.close()
 finally:
