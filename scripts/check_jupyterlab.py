@@ -7,24 +7,45 @@ RUN_ALL=1 first runs every cell (Run > Run All Cells, text cells included, which
 each glued(...)), waits RUN_WAIT seconds (default 90) and then checks; fine for chapter 1, too short for the
 longer chapters on a laptop.  Needs Chromium (/usr/bin/chromium).  Exits 1 when a number is missing or raw markup shows.
 """
-import json, re, subprocess, sys, time, os, shutil
-from pathlib import Path
-from playwright.sync_api import sync_playwright
-root = Path(__file__).resolve().parents[1]
+import json
+import os
+import shutil
+import subprocess
+import sys
 import tempfile
-work = Path(tempfile.mkdtemp(prefix="advex-lab-")); shutil.rmtree(work, ignore_errors=True); work.mkdir()
-shutil.copytree(root / "chapters", work / "chapters"); shutil.copy(root / "_toc.yml", work / "_toc.yml")
-settings = work / "settings"; (settings / "@jupyterlab" / "notebook-extension").mkdir(parents=True)
-(settings / "@jupyterlab" / "notebook-extension" / "tracker.jupyterlab-settings").write_text(json.dumps({"windowingMode": "none"}))
-env = dict(os.environ, JUPYTERLAB_SETTINGS_DIR=str(settings))
-lab = subprocess.Popen([str(root / ".venv/bin/jupyter"), "lab", "--no-browser", "--port=8899", "--allow-root", "--ServerApp.token=", "--ServerApp.password=",
-                        "--ServerApp.disable_check_xsrf=True", f"--ServerApp.root_dir={work}"], env=env, stdout=open("/tmp/lab.log","w"), stderr=subprocess.STDOUT)
+import time
 import urllib.request
+from pathlib import Path
+
+from playwright.sync_api import sync_playwright
+
+from advex.glue import GLUED_CALL
+
+ROOT = Path(__file__).resolve().parents[1]
+PORT = 8899
+
+# a copy of the chapters, so that JupyterLab's metadata edits never touch the repository
+work = Path(tempfile.mkdtemp(prefix="advex-lab-"))
+shutil.copytree(ROOT / "chapters", work / "chapters")
+shutil.copy(ROOT / "_toc.yml", work / "_toc.yml")   # DOC::NAME references find the book's root by it
+settings = work / "settings" / "@jupyterlab" / "notebook-extension"
+settings.mkdir(parents=True)
+# render every cell, not only those scrolled into view, so that the page text holds the whole notebook
+(settings / "tracker.jupyterlab-settings").write_text(json.dumps({"windowingMode": "none"}))
+env = dict(os.environ, JUPYTERLAB_SETTINGS_DIR=str(work / "settings"))
+lab = subprocess.Popen([str(ROOT / ".venv/bin/jupyter"), "lab", "--no-browser", f"--port={PORT}", "--allow-root",
+                        "--ServerApp.token=", "--ServerApp.password=", "--ServerApp.disable_check_xsrf=True",
+                        f"--ServerApp.root_dir={work}"], env=env, stdout=open(work / "lab.log", "w"),
+                       stderr=subprocess.STDOUT)
 for _ in range(90):
     try:
-        urllib.request.urlopen("http://localhost:8899/api"); break
-    except Exception:
+        urllib.request.urlopen(f"http://localhost:{PORT}/api")
+        break
+    except OSError:
         time.sleep(1)
+else:
+    lab.terminate()
+    sys.exit(f"JupyterLab did not start in 90 s; see {work / 'lab.log'}")
 
 failed = False
 try:
@@ -32,17 +53,17 @@ try:
         browser = p.chromium.launch(executable_path=shutil.which("chromium") or "/usr/bin/chromium", args=["--no-sandbox"])
         for name in sys.argv[1:]:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(f"http://localhost:8899/lab/workspaces/w{name[:2]}/tree/chapters/{name}?reset", wait_until="networkidle")
+            page.goto(f"http://localhost:{PORT}/lab/workspaces/w{name[:2]}/tree/chapters/{name}?reset", wait_until="networkidle")
             page.wait_for_timeout(12000)
             if os.environ.get("RUN_ALL") == "1":
                 page.click("text=Run", timeout=10000)
                 page.click("text=Run All Cells", timeout=10000)
                 page.wait_for_timeout(int(os.environ.get("RUN_WAIT", "90")) * 1000)
             text = page.inner_text(".jp-Notebook")
-            nb = json.loads((root / "chapters" / name).read_text())
+            nb = json.loads((ROOT / "chapters" / name).read_text())
             wanted = [e["result"]["data"]["text/plain"] for c in nb["cells"] for e in c["metadata"].get("user_expressions", [])]
             missing = [w for w in wanted if w not in text]
-            raw = re.findall(r'glued\("[^"]+"\)', text)
+            raw = GLUED_CALL.findall(text)   # an expression shown as code, not as its value
             print(name, "expressions:", len(wanted), "shown:", len(wanted) - len(missing), "missing:", missing[:5], "raw:", raw[:3],
                   "raw {glue:", text.count("{glue"), "raw {eval}:", text.count("{eval}"))
             errors = [w for w in ("Traceback", "KeyError", "NameError", "SyntaxError") if w in text]

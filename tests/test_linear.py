@@ -12,6 +12,7 @@ from torch.nn import functional as F
 import advex
 from advex.data import binary_digits, gaussian_rubbish, resample_images
 from advex.evaluate import error_and_confidence
+from advex.glue import glue_outputs
 from advex.losses import adversarial_logistic_loss, l1_logistic_loss, logistic_loss
 from advex.models import LogisticRegression, SoftmaxRegression
 from advex.theory.linear import adversarial_penalty_weight, margin_drop, margins, worst_case_perturbation
@@ -206,18 +207,12 @@ def test_training_reduces_both_losses_on_separable_data():
 
 
 def _glued_values(notebook: Path) -> dict[str, float]:
-    cells = json.loads(notebook.read_text())["cells"]
     values = {}
-    for cell in cells:
-        for output in cell.get("outputs", []):
-            name = output.get("metadata", {}).get("scrapbook", {}).get("name")
-            data = output.get("data", {})
-            text = data.get("text/plain", data.get("application/papermill.record/text/plain"))
-            if name is not None and text is not None:
-                try:
-                    values[name] = float(text)
-                except ValueError:
-                    pass
+    for name, bundle in glue_outputs(json.loads(notebook.read_text())).items():
+        try:
+            values[name] = float(bundle.get("text/plain", ""))
+        except ValueError:
+            pass
     return values
 
 

@@ -9,25 +9,23 @@ markdown).  Any other expression is an error: the static book has no kernel to e
 """
 from __future__ import annotations
 
-import re
-
+from advex.glue import GLUED_CALL, split_reference
 from myst_nb.core.variables import RetrievalError, create_warning
 from myst_nb.ext.glue.roles import PasteMarkdownRole, PasteTextRole, retrieve_glue_data
-
-GLUED_CALL = re.compile(r'^glued\("([^"`]+)"\)$')
 
 
 class GluedRole(PasteTextRole):
     """``{eval}`glued("NAME:FORMAT")``` -> the glued value, as ``{glue:text}`` or ``{glue:md}``."""
 
     def run(self):
-        match = GLUED_CALL.match(self.text.strip())
-        if match is None:
+        match = GLUED_CALL.fullmatch(self.text.strip())
+        try:  # anything but glued("NAME") or glued("NAME:FORMAT") lands here: an empty string is refused too
+            name, fmt = split_reference(match.group(1) if match else "")
+        except ValueError:
             message = (f"{{eval}} expression {self.text!r} is not supported in the static book: "
                        'only glued("NAME") or glued("NAME:FORMAT"), see advex.glue')
             return [], [create_warning(message, self.document, self.line, subtype="eval")]
         self.text = match.group(1)
-        name, _, fmt = self.text.rpartition(":") if ":" in self.text else (self.text, "", "")
         try:
             data = retrieve_glue_data(self.document, name).data
         except RetrievalError:

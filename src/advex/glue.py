@@ -32,13 +32,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["glue", "glued", "format_glued", "expression_results", "sync_notebook", "stale_expressions"]
+__all__ = ["glue", "glued", "format_glued", "glue_outputs", "expression_results", "sync_notebook", "stale_expressions"]
 
 #: Values glued in this kernel, by name (what :func:`glued` formats).
 _GLUED: dict[str, Any] = {}
 
-#: An inline expression in the prose: {eval}`glued("NAME:FORMAT")`.
-GLUED_ROLE = re.compile(r'\{eval\}`(glued\("([^"`]+)"\))`')
+#: The expression itself, glued("NAME:FORMAT"); group 1 is NAME:FORMAT (the book's Sphinx role reads it too).
+GLUED_CALL = re.compile(r'glued\("([^"`]+)"\)')
+#: An inline expression in the prose, {eval}`glued("NAME:FORMAT")`: groups are the expression and NAME:FORMAT.
+GLUED_ROLE = re.compile(r"\{eval\}`(" + GLUED_CALL.pattern + r")`")
 
 _RECORD = "application/papermill.record/"
 
@@ -108,8 +110,9 @@ def book_root(start: str | Path | None = None) -> Path:
                             "need the book's repository")
 
 
-def _stored_bundle(doc: str, name: str, root: Path) -> dict[str, str]:
-    """The glue output NAME stored in the notebook DOC (a path from the book's root)."""
+def _other_chapter_bundle(reference: str, root: Path) -> dict[str, str]:
+    """The glue output that ``DOC::NAME`` cites, stored in the notebook DOC (a path from the book's root)."""
+    doc, name = reference.split("::", 1)
     path = root / doc.lstrip("/")
     if not path.is_file():
         raise FileNotFoundError(f"DOC {doc!r} names no notebook under {root}")
@@ -136,8 +139,7 @@ def glued(reference: str) -> GluedText:
     """The value glued as NAME in this kernel, formatted by FORMAT: ``glued("C07_err:.1%")``."""
     name, fmt = split_reference(reference)
     if "::" in name:
-        doc, key = name.split("::", 1)
-        return GluedText(_text_of(_stored_bundle(doc, key, book_root()), fmt, key))
+        return GluedText(_text_of(_other_chapter_bundle(name, book_root()), fmt, name))
     if name not in _GLUED:
         known = ", ".join(sorted(_GLUED)) or "none yet"
         raise KeyError(f"nothing is glued as {name!r} in this kernel (run the cell that glues it first); "
@@ -176,15 +178,14 @@ def expression_results(notebook: dict, root: Path | None = None) -> list[list[di
         for expression, reference in dict.fromkeys(found):
             name, fmt = split_reference(reference)
             if "::" in name:
-                doc, key = name.split("::", 1)
-                text = _text_of(_stored_bundle(doc, key, root or book_root()), fmt, key)
-            elif name not in outputs:
+                bundle = _other_chapter_bundle(name, root or book_root())
+            elif name in outputs:
+                bundle = outputs[name]
+            else:
                 raise KeyError(f"cell {index} cites {expression} but the notebook stores no glue output "
                                f"named {name!r}; execute the notebook first")
-            else:
-                text = _text_of(outputs[name], fmt, name)
-            entries.append({"expression": expression,
-                            "result": {"status": "ok", "data": {"text/plain": text}, "metadata": {}}})
+            entries.append({"expression": expression, "result": {
+                "status": "ok", "data": {"text/plain": _text_of(bundle, fmt, name)}, "metadata": {}}})
         results.append(entries)
     return results
 
