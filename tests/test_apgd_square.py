@@ -19,6 +19,7 @@ from advex.attacks import (apgd, apgd_targeted, dlr_loss, fgsm, pgd, square_atta
                            targeted_dlr_loss)
 from advex.attacks.apgd import _halve, apgd_checkpoints
 from advex.attacks.square import square_fraction, square_side
+from gradient_free import RefusesGradients
 
 # tiny models gain nothing from threads, and a busy 2-core machine loses a lot to them
 torch.set_num_threads(1)
@@ -266,28 +267,6 @@ def test_square_never_exceeds_its_query_budget(seed, queries):
     assert (used[:3] == 1).all() and success[:3].all() and torch.equal(x_adv[:3], x[:3])
     assert torch.equal(success, fooled(model, x_adv, y))
     assert (used[~success] == queries).all(), "an image not fooled uses the whole budget"
-
-
-class NoGradient(torch.autograd.Function):
-    """The identity, whose backward pass fails: a gradient-free attack never calls it."""
-
-    @staticmethod
-    def forward(ctx, x):
-        return x.clone()
-
-    @staticmethod
-    def backward(ctx, grad):
-        raise AssertionError("the attack asked for a gradient")
-
-
-class RefusesGradients(nn.Module):
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-
-    def forward(self, x):
-        assert not torch.is_grad_enabled() and not x.requires_grad, "autograd is recording"
-        return self.model(NoGradient.apply(x))
 
 
 def test_square_uses_no_gradient():

@@ -14,33 +14,10 @@ from torch import nn
 
 from advex.attacks.decision import hop_skip_jump, hop_skip_jump_with_stats
 from advex.attacks.queries import LabelsOnly, QueryCounter
+from gradient_free import CLASSES, RefusesGradients, predict, self_labelled_batch, tiny_mlp
 
 # tiny models gain nothing from threads, and a busy 2-core machine loses a lot to them
 torch.set_num_threads(1)
-
-CLASSES = 10
-
-
-def tiny_model(seed: int, classes: int = CLASSES, dtype=torch.float32) -> nn.Module:
-    """A random MLP on 1 × 8 × 8 with dropout (so eval mode matters), left in *training* mode."""
-    torch.manual_seed(seed)
-    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.ReLU(), nn.Dropout(0.3), nn.Linear(16, classes))
-    with torch.no_grad():
-        for p in model.parameters():
-            p.mul_(3.0)
-    return model.to(dtype).train()
-
-
-def predict(model, x) -> torch.Tensor:
-    with torch.no_grad():
-        return model.eval()(x).argmax(1)
-
-
-def batch(seed: int, model: nn.Module, n: int = 8, dtype=torch.float32):
-    """Images and the model's own labels for them (so the attack has something to do)."""
-    generator = torch.Generator().manual_seed(seed)
-    x = torch.rand((n, 1, 8, 8), generator=generator).to(dtype)
-    return x, predict(model, x)
 
 
 def linear_two_class(seed: int, n: int = 8):
@@ -70,8 +47,8 @@ def l2(x_adv, x) -> torch.Tensor:
 @pytest.mark.parametrize("targeted", [False, True])
 @pytest.mark.parametrize("seed", range(3))
 def test_contract(seed, targeted):
-    model = tiny_model(seed)
-    x, y = batch(seed, model)
+    model = tiny_mlp(seed)
+    x, y = self_labelled_batch(seed, model)
     init_x, labels = (x.flip(0), predict(model, x.flip(0))) if targeted else (None, y)
     x_before = x.clone()
     model[1].weight.requires_grad_(False)   # a frozen layer must stay frozen
@@ -85,8 +62,8 @@ def test_contract(seed, targeted):
 
 
 def test_deterministic_for_a_seed_and_works_under_no_grad():
-    model = tiny_model(1)
-    x, y = batch(1, model)
+    model = tiny_mlp(1)
+    x, y = self_labelled_batch(1, model)
     first = hop_skip_jump(model, x, y, queries=200, seed=0)
     with torch.no_grad():
         assert torch.equal(hop_skip_jump(model, x, y, queries=200, seed=0), first)
@@ -94,8 +71,8 @@ def test_deterministic_for_a_seed_and_works_under_no_grad():
 
 
 def test_labels_of_any_integer_dtype_and_inputs_that_require_grad():
-    model = tiny_model(2)
-    x, y = batch(2, model)
+    model = tiny_mlp(2)
+    x, y = self_labelled_batch(2, model)
     expected = hop_skip_jump(model, x, y, queries=60)
     for dtype in (torch.int32, torch.uint8):
         assert torch.equal(hop_skip_jump(model, x, y.to(dtype), queries=60), expected)
@@ -103,33 +80,11 @@ def test_labels_of_any_integer_dtype_and_inputs_that_require_grad():
     assert torch.equal(x_adv, expected) and x_adv.grad_fn is None
 
 
-class NoGradient(torch.autograd.Function):
-    """The identity, whose backward pass fails: a gradient-free attack never calls it."""
-
-    @staticmethod
-    def forward(ctx, x):
-        return x.clone()
-
-    @staticmethod
-    def backward(ctx, grad):
-        raise AssertionError("the attack asked for a gradient")
-
-
-class RefusesGradients(nn.Module):
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-
-    def forward(self, x):
-        assert not torch.is_grad_enabled() and not x.requires_grad, "autograd is recording"
-        return self.model(NoGradient.apply(x))
-
-
 @pytest.mark.parametrize("seed", range(2))
 def test_reads_labels_only(seed):
     """Through LabelsOnly (one-hot of the top label) the attack makes the same queries and returns the same."""
-    model = tiny_model(seed)
-    x, y = batch(seed, model)
+    model = tiny_mlp(seed)
+    x, y = self_labelled_batch(seed, model)
     plain = hop_skip_jump_with_stats(model, x, y, queries=300, seed=seed)
     only_labels = hop_skip_jump_with_stats(RefusesGradients(LabelsOnly(model)), x.requires_grad_(True), y,
                                            queries=300, seed=seed)
@@ -142,8 +97,8 @@ def test_reads_labels_only(seed):
 @pytest.mark.parametrize("queries", [2, 3, 12, 40, 300])
 @pytest.mark.parametrize("seed", range(2))
 def test_query_budget_is_counted_by_the_model(seed, queries):
-    model = tiny_model(seed)
-    x, y = batch(seed, model, n=12)
+    model = tiny_mlp(seed)
+    x, y = self_labelled_batch(seed, model, n=12)
     y[:3] = (y[:3] + 1) % CLASSES                  # three images misclassified from the start
     counter = QueryCounter(model)
     x_adv, success, used = hop_skip_jump_with_stats(counter, x, y, queries=queries, seed=seed)
@@ -200,8 +155,8 @@ def test_eps_stops_an_image_once_fooled_within_eps():
 
 
 def test_targeted_attack_reaches_the_targets():
-    model = tiny_model(3)
-    x, y = batch(3, model, n=8)
+    model = tiny_mlp(3)
+    x, y = self_labelled_batch(3, model, n=8)
     init_x = x.roll(1, 0)
     target = predict(model, init_x)
     keep = target != y
@@ -215,8 +170,8 @@ def test_targeted_attack_reaches_the_targets():
 def test_query_accounting_with_init_x():
     """Clean image, init_x, then a binary search of ⌈log₂ d^(3/2)⌉ = 9 queries (d = 64); 9 queries left cannot
     pay for an iteration (2 probes, a step and a binary search: 12), so the image stops at 11."""
-    model = tiny_model(4)
-    x, y = batch(4, model, n=8)
+    model = tiny_mlp(4)
+    x, y = self_labelled_batch(4, model, n=8)
     init_x = x.flip(0)
     keep = predict(model, init_x) != y
     x, y, init_x = x[keep], y[keep], init_x[keep]
@@ -252,8 +207,8 @@ def test_query_accounting_with_init_x():
     (lambda m, x, y: hop_skip_jump(m, x, y[:3]), "labels but the batch has"),
 ])
 def test_bad_arguments_raise_clear_errors(call, message):
-    model = tiny_model(0)
-    x, y = batch(0, model)
+    model = tiny_mlp(0)
+    x, y = self_labelled_batch(0, model)
     with pytest.raises(ValueError, match=message):
         call(model.train(), x, y)
     assert model.training

@@ -15,33 +15,10 @@ from torch import nn
 
 from advex.attacks.estimation import margin_loss, nes_attack, nes_attack_with_stats, nes_gradient
 from advex.attacks.queries import QueryCounter, ScoresOnly
+from gradient_free import CLASSES, RefusesGradients, predict, self_labelled_batch, tiny_mlp
 
 # tiny models gain nothing from threads, and a busy 2-core machine loses a lot to them
 torch.set_num_threads(1)
-
-CLASSES = 10
-
-
-def tiny_model(seed: int, classes: int = CLASSES, dtype=torch.float32) -> nn.Module:
-    """A random MLP on 1 × 8 × 8 with dropout (so eval mode matters), left in *training* mode."""
-    torch.manual_seed(seed)
-    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.ReLU(), nn.Dropout(0.3), nn.Linear(16, classes))
-    with torch.no_grad():
-        for p in model.parameters():
-            p.mul_(3.0)
-    return model.to(dtype).train()
-
-
-def predict(model, x) -> torch.Tensor:
-    with torch.no_grad():
-        return model.eval()(x).argmax(1)
-
-
-def batch(seed: int, model: nn.Module, n: int = 8, dtype=torch.float32):
-    """Images and the model's own labels for them (so the attack has something to do)."""
-    generator = torch.Generator().manual_seed(seed)
-    x = torch.rand((n, 1, 8, 8), generator=generator).to(dtype)
-    return x, predict(model, x)
 
 
 def linear_two_class(seed: int, n: int = 32):
@@ -69,8 +46,8 @@ def sizes(x_adv, x, norm) -> torch.Tensor:
 @pytest.mark.parametrize("norm, eps", [("inf", 0.0), ("inf", 0.05), ("inf", 0.5), ("2", 0.3), ("2", 2.0)])
 @pytest.mark.parametrize("seed", range(2))
 def test_contract(seed, norm, eps):
-    model = tiny_model(seed)
-    x, y = batch(seed, model)
+    model = tiny_mlp(seed)
+    x, y = self_labelled_batch(seed, model)
     x_before = x.clone()
     model[1].weight.requires_grad_(False)   # a frozen layer must stay frozen
     x_adv = nes_attack(model.train(), x, y, eps, norm=norm, queries=200, samples=10, seed=seed)
@@ -84,8 +61,8 @@ def test_contract(seed, norm, eps):
 
 
 def test_deterministic_for_a_seed_works_under_no_grad_and_zero_eps_returns_x():
-    model = tiny_model(1)
-    x, y = batch(1, model)
+    model = tiny_mlp(1)
+    x, y = self_labelled_batch(1, model)
     first = nes_attack(model, x, y, 0.05, queries=100, samples=8, seed=0)
     with torch.no_grad():
         assert torch.equal(nes_attack(model, x, y, 0.05, queries=100, samples=8, seed=0), first)
@@ -94,8 +71,8 @@ def test_deterministic_for_a_seed_works_under_no_grad_and_zero_eps_returns_x():
 
 
 def test_labels_of_any_integer_dtype_and_inputs_that_require_grad():
-    model = tiny_model(2)
-    x, y = batch(2, model)
+    model = tiny_mlp(2)
+    x, y = self_labelled_batch(2, model)
     expected = nes_attack(model, x, y, 0.1, queries=60, samples=10)
     for dtype in (torch.int32, torch.uint8):
         assert torch.equal(nes_attack(model, x, y.to(dtype), 0.1, queries=60, samples=10), expected)
@@ -127,8 +104,8 @@ def test_nes_gradient_is_unbiased_on_a_linear_model():
 def test_query_budget_is_counted_by_the_model(seed, queries, samples):
     """Query 1 is the clean image; every iteration costs ``samples`` + 1; an image stops when fooled or when
     the budget cannot pay for another iteration."""
-    model = tiny_model(seed)
-    x, y = batch(seed, model, n=12)
+    model = tiny_mlp(seed)
+    x, y = self_labelled_batch(seed, model, n=12)
     y[:3] = (y[:3] + 1) % CLASSES                  # three images misclassified from the start
     counter = QueryCounter(model)
     x_adv, success, used = nes_attack_with_stats(counter, x, y, 0.1, queries=queries, samples=samples, seed=seed)
@@ -139,28 +116,6 @@ def test_query_budget_is_counted_by_the_model(seed, queries, samples):
     assert torch.equal(success, predict(model, x_adv) != y), "success is the model's verdict on x_adv"
     iterations = (queries - 1) // (samples + 1)
     assert (used[~success] == 1 + iterations * (samples + 1)).all(), "an image not fooled uses every iteration"
-
-
-class NoGradient(torch.autograd.Function):
-    """The identity, whose backward pass fails: a gradient-free attack never calls it."""
-
-    @staticmethod
-    def forward(ctx, x):
-        return x.clone()
-
-    @staticmethod
-    def backward(ctx, grad):
-        raise AssertionError("the attack asked for a gradient")
-
-
-class RefusesGradients(nn.Module):
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-
-    def forward(self, x):
-        assert not torch.is_grad_enabled() and not x.requires_grad, "autograd is recording"
-        return self.model(NoGradient.apply(x))
 
 
 @pytest.mark.parametrize("norm, eps", [("inf", 0.08), ("2", 0.6)])
@@ -214,8 +169,8 @@ def test_succeeds_on_a_linear_model_where_the_closed_form_says_it_can(seed, norm
     (lambda m, x, y: nes_attack(m, x, y[:3], 0.1), "labels but the batch has"),
 ])
 def test_bad_arguments_raise_clear_errors(call, message):
-    model = tiny_model(0)
-    x, y = batch(0, model)
+    model = tiny_mlp(0)
+    x, y = self_labelled_batch(0, model)
     with pytest.raises(ValueError, match=message):
         call(model.train(), x, y)
     assert model.training

@@ -15,6 +15,7 @@ from torch import nn
 
 from advex.attacks.evolution import _three_others, pixel_attack, pixel_attack_with_stats
 from advex.attacks.queries import QueryCounter
+from gradient_free import RefusesGradients
 
 # tiny models gain nothing from threads, and a busy 2-core machine loses a lot to them
 torch.set_num_threads(1)
@@ -132,28 +133,6 @@ def test_deterministic_for_a_seed_and_different_for_another():
     with torch.no_grad():
         assert torch.equal(pixel_attack(model, x, y, 2, seed=0, **SMALL), first)
     assert not torch.equal(pixel_attack(model, x, y, 2, seed=1, **SMALL), first), "the seed should matter"
-
-
-class NoGradient(torch.autograd.Function):
-    """The identity, whose backward pass fails: a gradient-free attack never calls it."""
-
-    @staticmethod
-    def forward(ctx, x):
-        return x.clone()
-
-    @staticmethod
-    def backward(ctx, grad):
-        raise AssertionError("the attack asked for a gradient")
-
-
-class RefusesGradients(nn.Module):
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-
-    def forward(self, x):
-        assert not torch.is_grad_enabled() and not x.requires_grad, "autograd is recording"
-        return self.model(NoGradient.apply(x))
 
 
 def test_uses_no_gradient_and_accepts_inputs_that_require_grad_and_any_integer_labels():

@@ -18,6 +18,7 @@ from advex.attacks import square_attack, square_attack_with_stats
 from advex.attacks.queries import QueryCounter, ScoresOnly
 from advex.attacks.square import (_concentric_squares, _l2_proposal, _l2_start, _l2_window_side, _move_mass, _paste,
                                   _window_mask, _window_pattern)
+from gradient_free import RefusesGradients
 
 # tiny models gain nothing from threads, and a busy 2-core machine loses a lot to them
 torch.set_num_threads(1)
@@ -173,28 +174,6 @@ def test_l2_square_fools_a_linear_model_at_three_times_the_minimal_distance_and_
 
 
 # --------------------------------------------------------------------------- no gradients
-
-class NoGradient(torch.autograd.Function):
-    """The identity, whose backward pass fails: a gradient-free attack never calls it."""
-
-    @staticmethod
-    def forward(ctx, x):
-        return x.clone()
-
-    @staticmethod
-    def backward(ctx, grad):
-        raise AssertionError("the attack asked for a gradient")
-
-
-class RefusesGradients(nn.Module):
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-
-    def forward(self, x):
-        assert not torch.is_grad_enabled() and not x.requires_grad, "autograd is recording"
-        return self.model(NoGradient.apply(x))
-
 
 def test_l2_square_needs_scores_only_and_no_autograd():
     model, (x, y) = tiny_model(3, channels=3), batch(3, channels=3)
