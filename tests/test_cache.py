@@ -50,6 +50,22 @@ def test_key_changes_with_config_and_code(home):
     assert key == cache.cache_key("lin", {"lr": 0.1}, build)
 
 
+def test_key_changes_with_the_cpu_thread_count(home):
+    """Training on 1 and on 2 CPU threads gives different weights (sums round differently), so different entries."""
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = cache.cache_key("lin", {"lr": 0.1}, build, device=torch.device("cpu"))
+        torch.set_num_threads(2)
+        two = cache.cache_key("lin", {"lr": 0.1}, build, device=torch.device("cpu"))
+        on_gpu = cache.cache_key("lin", {"lr": 0.1}, build, device=torch.device("cuda"))
+        torch.set_num_threads(1)
+        assert cache.cache_key("lin", {"lr": 0.1}, build, device=torch.device("cuda")) == on_gpu  # threads: CPU only
+    finally:
+        torch.set_num_threads(threads)
+    assert one != two
+
+
 def test_key_changes_when_training_code_in_the_package_changes(home, monkeypatch):
     key = cache.cache_key("lin", {"lr": 0.1}, build)
     monkeypatch.setattr(cache, "_package_source_digest", lambda: "edited advex.linear")

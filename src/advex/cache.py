@@ -4,7 +4,9 @@ A cache entry is keyed by everything that determines the trained weights: the
 model's name, its configuration (architecture and hyperparameters, seed, data
 description), the source code of the functions that build and train it and of
 every advex module they may call (models, losses, attacks, the training loop),
-the device type it was trained on, and the torch version.  Entries are written
+the device type it was trained on, on a CPU the number of threads torch uses
+(floating-point sums split across threads round differently, so the same
+recipe gives other weights on 1 thread than on 2), and the torch version.  Entries are written
 atomically (temporary file + ``os.replace``), loaded with
 ``torch.load(..., weights_only=True)``, and a corrupted entry is retrained with
 a warning instead of failing.
@@ -72,6 +74,8 @@ def cache_key(name: str, config: dict, *functions: Callable, device: torch.devic
         "code": [_source_of(fn) for fn in functions],
         "advex_code": _package_source_digest(),
         "device_type": device.type,
+        # a model trained by a 1-thread process (a test, a grading kernel) must not be served to a 2-thread one
+        "cpu_threads": torch.get_num_threads() if device.type == "cpu" else None,
         "torch": torch.__version__.split("+")[0],
     }
     text = json.dumps(payload, sort_keys=True, default=str)
