@@ -23,10 +23,10 @@ def _build(tmp_path: Path, markdown: str) -> tuple[str, str]:
     """Build one notebook whose first cell glued err=0.25 and table='**bold**'; return (html, warnings)."""
     outputs = [
         {"output_type": "display_data", "metadata": {"scrapbook": {"name": "err", "mime_prefix": PREFIX}},
-         "data": {"application/papermill.record/text/plain": "0.25"}},
+         "data": {PREFIX + "text/plain": "0.25"}},
         {"output_type": "display_data", "metadata": {"scrapbook": {"name": "table", "mime_prefix": PREFIX}},
-         "data": {"application/papermill.record/text/markdown": "**bold**",
-                  "application/papermill.record/text/plain": "<IPython.core.display.Markdown object>"}},
+         "data": {PREFIX + "text/markdown": "**bold**",
+                  PREFIX + "text/plain": "<IPython.core.display.Markdown object>"}},
     ]
     notebook = {"nbformat": 4, "nbformat_minor": 5,
                 "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
