@@ -37,7 +37,7 @@ def _source_of(fn: Callable) -> str:
 
 #: Modules that only present results or move files: editing them cannot change a trained model.
 #: Paths relative to the package; a folder ends in "/".
-PRESENTATION_MODULES = ("viz/", "progress.py", "paths.py", "data/assets.py", "__init__.py", "glue.py")
+PRESENTATION_MODULES = ("viz/", "progress.py", "paths.py", "data/assets.py", "__init__.py", "glue.py", "intervals.py")
 
 
 def training_relevant_modules(package_dir: Path | None = None) -> list[Path]:

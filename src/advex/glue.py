@@ -32,7 +32,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["glue", "glued", "format_glued", "glue_outputs", "expression_results", "sync_notebook", "stale_expressions"]
+__all__ = ["glue", "glue_rate", "glued", "format_glued", "glue_outputs", "expression_results", "sync_notebook", "stale_expressions"]
 
 #: Values glued in this kernel, by name (what :func:`glued` formats).
 _GLUED: dict[str, Any] = {}
@@ -133,6 +133,24 @@ def glue(name: str, variable: Any, display: bool = True) -> None:
 
     _GLUED[name] = variable
     myst_glue(name, variable, display=display)
+
+
+def glue_rate(name: str, rate, display: bool = False) -> None:
+    """Glue a measured rate with its uncertainty: ``name`` (the rate, a float), ``name_n`` (its n),
+    ``name_low`` / ``name_high`` (the 95% interval's ends) and ``name_ci`` ('95% CI 70.1–78.3%, n = 500').
+
+    ``rate`` is an :class:`advex.intervals.Proportion` (from :func:`advex.intervals.proportion`).  Cite it as
+    ``{eval}`glued("name:.1%")` ({eval}`glued("name_ci")`)``.
+    """
+    from .intervals import Proportion
+
+    if not isinstance(rate, Proportion):
+        raise ValueError(f"rate must be an advex.intervals.Proportion (see advex.intervals.proportion), got {rate!r}")
+    glue(name, rate.rate, display=display)
+    glue(f"{name}_n", rate.n, display=display)
+    glue(f"{name}_low", rate.low, display=display)
+    glue(f"{name}_high", rate.high, display=display)
+    glue(f"{name}_ci", rate.interval_text(), display=display)
 
 
 def glued(reference: str) -> GluedText:
