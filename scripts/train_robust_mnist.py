@@ -16,6 +16,7 @@ The recipe (every setting is a flag; the defaults are the proposal, not yet run 
 PGD adversarial training (Madry et al. 2018) with PGD-20, step 2 ε / 20, from a random start; ε warmed up
 linearly from 0 over the first 10% of optimiser steps; bf16 autocast; batch 512; Adam with a one-cycle
 learning rate peaking at 2e-3; 60 epochs (7,080 optimiser steps).  See book/benchmarks.md for why.
+``--loss trades`` trains TRADES (Zhang et al. 2019, β = ``--beta``, default 6) with the same inner steps instead.
 
 ``--smoke`` runs the same code on the CPU in seconds (200 training digits, 1 epoch, PGD-2, 50 test digits,
 attacks with a few steps and queries), into a folder that must not be the package's weights folder; its
@@ -40,6 +41,7 @@ from advex.attacks import apgd, apgd_targeted, square_attack
 from advex.cache import atomic_torch_save
 from advex.data import load_mnist
 from advex.defences import pgd_adversarial_loss
+from advex.defences.trades import trades_loss
 from advex.device import describe_device, get_device
 from advex.evaluate import robust_accuracy
 from advex.models.pretrained import PRETRAINED_MODELS, WEIGHTS_DIR, file_sha256
@@ -52,7 +54,9 @@ MAX_BYTES = 5 * 1024 * 1024   # the weights travel in the repository
 
 #: The GPU recipe (the proposal; book/benchmarks.md says why) and the evaluation of issue 23.
 RECIPE = {"loss": "pgd", "epochs": 60, "batch_size": 512, "lr": 2e-3, "lr_schedule": "one-cycle", "precision": "bf16",
-          "pgd_steps": 20, "warmup_fraction": 0.1, "train_size": 60_000, "seed": 0}
+          "pgd_steps": 20, "warmup_fraction": 0.1, "beta": 6.0, "train_size": 60_000, "seed": 0}
+#: The objectives the recipe can train with (``--loss``); ``beta`` is TRADES' weight of the boundary term.
+LOSSES = ("pgd", "trades")
 EVALUATION = {"images": 10_000, "apgd_steps": 100, "target_classes": 9, "square_queries": 5_000}
 
 #: The smoke run: the same code, sized for seconds on a CPU.
@@ -60,20 +64,23 @@ SMOKE_RECIPE = {**RECIPE, "epochs": 1, "batch_size": 100, "pgd_steps": 2, "train
 SMOKE_EVALUATION = {"images": 50, "apgd_steps": 3, "target_classes": 1, "square_queries": 20}
 
 
-class WarmedUpPGDLoss:
-    """PGD adversarial training's loss with ε ramped linearly over the first ``warmup_steps`` calls.
+class WarmedUpLoss:
+    """PGD adversarial training's or TRADES' loss with ε ramped linearly over the first ``warmup_steps`` calls.
 
-    Step t (1-based) attacks with ε_t = ε · min(1, t / warmup_steps) and PGD step 2 ε_t / steps; the count is a
-    Python int, so nothing waits for the device.  Starting at full ε = 0.3 can leave a network stuck near
-    chance for many epochs; a ramp is the usual remedy (Gowal et al. 2018 ramp ε the same way)."""
+    Step t (1-based) attacks with ε_t = ε · min(1, t / warmup_steps) and step 2 ε_t / steps; the count is a
+    Python int, so nothing waits for the device.  The ramp keeps the first updates from facing full ε = 0.3
+    (Gowal et al. 2018 ramp ε the same way for interval bound propagation); ``warmup_steps=0`` turns it off."""
 
-    def __init__(self, eps: float, steps: int, warmup_steps: int):
+    def __init__(self, loss: str, eps: float, steps: int, warmup_steps: int, beta: float):
+        if loss not in LOSSES:
+            raise ValueError(f"loss must be one of {list(LOSSES)}, got {loss!r}")
+        self.objective = pgd_adversarial_loss if loss == "pgd" else partial(trades_loss, beta=beta)
         self.eps, self.steps, self.warmup_steps, self.calls = eps, steps, max(0, warmup_steps), 0
 
     def __call__(self, model, x, y):
         self.calls += 1
         eps = self.eps * min(1.0, self.calls / self.warmup_steps) if self.warmup_steps else self.eps
-        return pgd_adversarial_loss(model, x, y, eps=eps, steps=self.steps, step_size=2 * eps / self.steps)
+        return self.objective(model, x, y, eps=eps, steps=self.steps, step_size=2 * eps / self.steps)
 
 
 def attack_ensemble(evaluation: dict) -> dict:
@@ -97,7 +104,8 @@ def train(recipe: dict) -> tuple[torch.nn.Module, float]:
     torch.manual_seed(recipe["seed"])
     model = PRETRAINED_MODELS[NAME].build().to(device)
     steps_per_epoch = -(-len(images) // recipe["batch_size"])
-    loss_fn = WarmedUpPGDLoss(EPS, recipe["pgd_steps"], round(recipe["warmup_fraction"] * recipe["epochs"] * steps_per_epoch))
+    loss_fn = WarmedUpLoss(recipe["loss"], EPS, recipe["pgd_steps"],
+                           round(recipe["warmup_fraction"] * recipe["epochs"] * steps_per_epoch), recipe["beta"])
     _synchronise(device)
     start = time.perf_counter()
     train_classifier(model, images, labels, epochs=recipe["epochs"], lr=recipe["lr"], batch_size=recipe["batch_size"],
@@ -155,7 +163,8 @@ def parse_args(argv):
     parser.add_argument("--smoke", action="store_true", help="tiny CPU run of the same code, flagged as a smoke run")
     for key in ("epochs", "batch_size", "pgd_steps", "train_size", "seed"):
         parser.add_argument(f"--{key.replace('_', '-')}", type=int, default=None)
-    for key in ("lr", "warmup_fraction"):
+    parser.add_argument("--loss", choices=LOSSES, default=None, help="pgd (PGD adversarial training) or trades")
+    for key in ("lr", "warmup_fraction", "beta"):
         parser.add_argument(f"--{key.replace('_', '-')}", type=float, default=None)
     parser.add_argument("--precision", choices=("fp32", "bf16"), default=None)
     parser.add_argument("--lr-schedule", choices=("constant", "one-cycle"), default=None)
@@ -175,7 +184,7 @@ def main(argv=None) -> int:
               f"pass --out <tmp folder>.", file=sys.stderr)
         return 2
     recipe = dict(SMOKE_RECIPE if args.smoke else RECIPE)
-    recipe.update({k: getattr(args, k) for k in RECIPE if k != "loss" and getattr(args, k, None) is not None})
+    recipe.update({k: getattr(args, k) for k in RECIPE if getattr(args, k, None) is not None})
     evaluation = dict(SMOKE_EVALUATION if args.smoke else EVALUATION)
     if args.eval_images is not None:
         evaluation["images"] = args.eval_images
