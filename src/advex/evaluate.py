@@ -4,10 +4,13 @@ rubbish rates and the smallest perturbation on a grid that flips a prediction.
 
 Attacks only return adversarial batches; every statistic is computed here.  Each function runs the
 model in eval mode (every sub-module gets its own mode back afterwards), on the model's device,
-in batches of ``batch_size``.
+in batches of ``batch_size``.  Evaluation is always fp32: an enclosing autocast (e.g. bf16 training)
+is switched off inside every function here, attacks included.
 """
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
 import time
 from dataclasses import dataclass
@@ -28,10 +31,23 @@ from .validation import check_eps, check_images, check_labels, check_norm, check
 Attack = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
+def _in_fp32(function: Callable) -> Callable:
+    """Run ``function`` with autocast off on the CPU and on CUDA, whatever context encloses it."""
+    @functools.wraps(function)
+    def fp32_function(*args, **kwargs):
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(torch.autocast("cpu", enabled=False))
+            if torch.cuda.is_available():
+                stack.enter_context(torch.autocast("cuda", enabled=False))
+            return function(*args, **kwargs)
+    return fp32_function
+
+
 def _batches(n: int, batch_size: int):
     return range(0, n, check_positive_int(batch_size, "batch_size"))
 
 
+@_in_fp32
 @torch.no_grad()
 def logits(model: nn.Module, images: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
     """Raw outputs of ``model`` on ``images`` (batched, eval mode, computed on the model's device),
@@ -69,6 +85,7 @@ def mean_loss(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batc
     return F.cross_entropy(logits(model, images, batch_size), labels, reduction="mean").item()
 
 
+@_in_fp32
 def error_and_confidence(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
                          attack: Attack | None = None, batch_size: int = 1000) -> tuple[float, float]:
     """Error of ``model`` on ``attack(model, x, y)`` (clean data when None) and its mean confidence on its mistakes.
@@ -87,6 +104,7 @@ def error_and_confidence(model: nn.Module, images: torch.Tensor, labels: torch.T
     return len(wrong) / len(images), (wrong.mean().item() if len(wrong) else math.nan)
 
 
+@_in_fp32
 def accuracy_under_attack(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, attack: Callable,
                           eps_values: Sequence[float], batch_size: int = 1000) -> list[float]:
     """Accuracy on ``attack(model, x, y, eps)`` for each ε of ``eps_values`` (one curve of a figure)."""
@@ -128,6 +146,7 @@ def _default_batch_size(model: nn.Module) -> int:
     return 10_000 if device_of(model).type == "cuda" else 1000
 
 
+@_in_fp32
 def robust_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float = 0.0, *,
                     attacks: Attack | Sequence[Attack] | None = None, norm="inf", steps: int = 40,
                     step_size: float | None = None, restarts: int = 1, random_start: bool = True,
@@ -190,6 +209,7 @@ def robust_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: flo
 
 # --------------------------------------------------------------------------- how large must a perturbation be?
 
+@_in_fp32
 @torch.no_grad()
 def minimal_flip_size(
     model: nn.Module,

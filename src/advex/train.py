@@ -2,10 +2,17 @@
 
 Defences plug in here: adversarial training as a ``loss_fn(model, x, y)``, input transforms as an
 ``nn.Module`` wrapped around the model.  The data live on the model's device for the whole run,
-and the loop never waits for the device inside an epoch (the loss is summed on the device).
+and the loop never waits for the device inside an epoch: arguments are checked once per call, the
+loss is summed on the device and read once per epoch, the shuffling order is drawn on the CPU.
+
+Two recipe settings exist for fast training on a GPU: ``precision="bf16"`` (bfloat16 autocast around
+the loss function, i.e. the forward and backward passes and any attack inside the loss) and
+``lr_schedule="one-cycle"``.  Their defaults (``"fp32"``, ``"constant"``) leave the loop exactly as it
+was, so the weights of every cached model and the chapters' stored numbers do not move.
 """
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Callable
 
@@ -28,6 +35,27 @@ def _check_lr(lr) -> float:
     return float(lr)
 
 
+PRECISIONS = ("fp32", "bf16")
+LR_SCHEDULES = ("constant", "one-cycle")
+
+
+def _check_choice(value, allowed: tuple[str, ...], name: str) -> str:
+    if not isinstance(value, str) or value not in allowed:
+        raise ValueError(f"{name} must be one of {list(allowed)}, got {value!r}")
+    return value
+
+
+def _precision_context(precision: str, device: torch.device):
+    """bf16 autocast on CUDA and on the CPU alike (torch supports both), fp32 = no context at all.
+
+    bf16 is allowed on the CPU too so that the GPU recipe's code path runs in the CPU tests; it is
+    not faster there on most CPUs, so the CPU recipes of the chapters keep fp32.
+    """
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
 def train_classifier(
     model: nn.Module,
     images: torch.Tensor,
@@ -42,6 +70,8 @@ def train_classifier(
     loss_fn: LossFn | None = None,
     monitor: Callable[[nn.Module], dict] | None = None,
     desc: str = "training",
+    precision: str = "fp32",
+    lr_schedule: str = "constant",
 ) -> list:
     """Train ``model`` in place by minimising ``loss_fn`` (default: cross-entropy).
 
@@ -50,6 +80,13 @@ def train_classifier(
     Returns the mean loss of each epoch; with ``monitor(model) -> dict`` (called in eval mode after
     every epoch, e.g. :func:`advex.defences.robustness_monitor`), one record per epoch instead:
     ``{"epoch": e, "loss": ..., "train_seconds": (cumulative, monitor excluded), **monitor(model)}``.  The shuffling order depends only on ``seed``.  The model ends in eval mode with no gradients left on its parameters.
+
+    precision:   ``"fp32"`` (default) or ``"bf16"``: bfloat16 autocast around ``loss_fn`` only (its
+                 forward/backward and an inner attack); the optimiser step, the parameters and the
+                 monitor stay fp32 (evaluation is always fp32).
+    lr_schedule: ``"constant"`` (default) or ``"one-cycle"``: ``lr`` is the peak of a one-cycle schedule
+                 over all steps of the run (Smith & Topin 2019; ``torch.optim.lr_scheduler.OneCycleLR``).
+    Timing and the monitor's clock wait for the device once per epoch, never per mini-batch.
     """
     check_images(images, "images")
     epochs = check_positive_int(epochs, "epochs")
@@ -57,6 +94,10 @@ def train_classifier(
     lr = _check_lr(lr)
     if optimizer not in ("adam", "sgd"):
         raise ValueError(f"optimizer must be 'adam' or 'sgd', got {optimizer!r}")
+    precision = _check_choice(precision, PRECISIONS, "precision")
+    lr_schedule = _check_choice(lr_schedule, LR_SCHEDULES, "lr_schedule")
+    if monitor is not None and not callable(monitor):
+        raise ValueError(f"monitor must be a callable monitor(model) -> dict or None, got {type(monitor).__name__}")
     device = device_of(model)
     labels = check_labels(labels, num_classes=None, batch_size=images.shape[0], name="labels")
     loss_fn = loss_fn or cross_entropy
@@ -69,16 +110,21 @@ def train_classifier(
     clock = time.perf_counter()
     model.train()
     steps = epochs * ((len(images) + batch_size - 1) // batch_size)
+    schedule = (torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
+                if lr_schedule == "one-cycle" else None)
     with progress(total=steps, desc=desc) as bar:
         for _ in range(epochs):
             order = torch.randperm(len(images), generator=generator).to(device)
             total = torch.zeros((), device=device)
             for start in range(0, len(images), batch_size):
                 index = order[start:start + batch_size]
-                loss = loss_fn(model, images[index], labels[index])
+                with _precision_context(precision, device):
+                    loss = loss_fn(model, images[index], labels[index])
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
+                if schedule is not None:
+                    schedule.step()
                 total += loss.detach() * len(index)
                 bar.update(1)
             history.append(total.item() / len(images))   # one synchronisation per epoch
