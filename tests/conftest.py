@@ -33,7 +33,7 @@ BUILD_DIR = REPO / "_build" / "html"
 # the scope of a test being its work unit.
 SHARED_MODELS_GROUP = "mnist-classifiers"
 BUILT_BOOK_GROUP = "built-book"
-BUILT_BOOK_USERS = ("tests/test_book_build.py", "tests/test_browser.py")
+BUILT_BOOK_USERS = ("tests/test_book_build.py", "tests/test_browser.py", "tests/test_api_reference.py")
 LONG_TEST_MODULES = ("tests/test_assignments.py",)    # autogrades every submission of four assignments
 SHARED_MODEL_CALL = re.compile(r"\bmnist_classifier\(")
 
