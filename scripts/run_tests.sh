@@ -8,4 +8,8 @@ bash scripts/setup.sh
 # shellcheck disable=SC1091
 . .venv/bin/activate
 export ADVEX_PROGRESS=0
-python -m pytest tests chapters --nbval-lax -p no:cacheprovider -rs --timeout=1800 "$@"
+# Two pytest-xdist workers: the notebooks that share no model-cache entry, the assignments' grading, the book
+# build and the unit tests run side by side (tests/conftest.py says what is kept together and why); the log
+# ends with the ten slowest tests.  Extra arguments come last, so `-n 0` runs everything in this process.
+python -m pytest tests chapters --nbval-lax -p no:cacheprovider -rs --timeout=1800 \
+  -n 2 --dist loadscope --no-loadscope-reorder --durations=10 "$@"

@@ -63,6 +63,6 @@ def test_contributor_pages_are_a_part_of_their_own_placed_last():
     parts = load("_toc.yml")["parts"]
     files = {part["caption"]: [chapter["file"] for chapter in part["chapters"]] for part in parts}
     assert parts[-1]["caption"] == "For contributors"
-    assert files["For contributors"] == ["book/benchmarks", "book/style_guide"]
+    assert files["For contributors"] == ["book/benchmarks", "book/style_guide", "book/api/index"]
     assert "book/benchmarks" not in files["Appendices"] and "book/style_guide" not in files["Appendices"]
     assert files["Chapters"] == sorted(f"chapters/{nb.stem}" for nb in (REPO / "chapters").glob("*.ipynb"))

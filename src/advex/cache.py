@@ -27,6 +27,8 @@ from torch import nn
 from .device import get_device
 from .paths import atomic_write, model_cache_dir
 
+__all__ = ["PRESENTATION_MODULES", "atomic_torch_save", "cache_key", "cached_model", "training_relevant_modules"]
+
 
 def _source_of(fn: Callable) -> str:
     try:

@@ -11,6 +11,8 @@ from contextlib import ExitStack, contextmanager
 import torch
 from torch import nn
 
+__all__ = ["attack_mode", "eval_mode", "frozen_parameters"]
+
 
 @contextmanager
 def eval_mode(model: nn.Module):

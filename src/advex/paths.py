@@ -11,6 +11,8 @@ import tempfile
 from pathlib import Path
 from typing import BinaryIO, Callable
 
+__all__ = ["atomic_write", "data_dir", "home", "model_cache_dir"]
+
 
 def home() -> Path:
     """Root folder for assets (``data/``) and the model cache (``models/``)."""

@@ -11,6 +11,8 @@ import sys
 
 from tqdm.std import tqdm
 
+__all__ = ["progress"]
+
 
 def progress(iterable=None, **kwargs):
     """``tqdm`` with the book's defaults; disabled when ``ADVEX_PROGRESS=0``."""

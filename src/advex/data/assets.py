@@ -36,6 +36,9 @@ import numpy as np
 
 from ..paths import atomic_write, data_dir
 
+__all__ = ["ASSETS", "Asset", "AssetError", "FIX", "MNIST_COUNTS", "NumpyOnlyUnpickler", "asset_path", "check",
+           "convert_mnist", "fetch", "main", "npz_bytes", "numpy_only_loads", "sha256_file"]
+
 FIX = "run: python -m advex.data.assets fetch"
 
 

@@ -18,6 +18,9 @@ from torch.nn import functional as F
 from .assets import asset_path
 from ..validation import check_images, check_labels, check_positive_int
 
+__all__ = ["MNIST_CLASSES", "SPLITS", "binary_digits", "gaussian_rubbish", "load_mnist", "load_mnist_idx", "read_idx",
+           "resample_images"]
+
 MNIST_CLASSES = tuple("0123456789")
 SPLITS = ("train", "test")
 

@@ -7,6 +7,8 @@ from PIL import Image
 
 from ..validation import check_positive_int
 
+__all__ = ["PHOTOS", "load_photo", "preprocess"]
+
 PHOTOS = ("chelsea", "coffee", "astronaut", "rocket", "grace_hopper")
 
 

@@ -23,6 +23,9 @@ from ..device import device_of, get_device
 from ..modes import eval_mode
 from ..validation import check_positive_int
 
+__all__ = ["ConvBNReLU", "IMAGENET_MEAN", "IMAGENET_STD", "ImageNetClassifier", "InvertedResidual", "MobileNetV2",
+           "class_index", "imagenet_class_names", "load_mobilenet_v2", "top_k"]
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 

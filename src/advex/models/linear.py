@@ -20,6 +20,8 @@ from torch.nn import functional as F
 
 from ..validation import check_positive_int
 
+__all__ = ["LogisticRegression", "SoftmaxRegression"]
+
 
 class LogisticRegression(nn.Module):
     """P(y = 1 | x) = σ(wᵀx + b) on H×W images (Goodfellow et al. 2015, §5).

@@ -20,6 +20,9 @@ from ..validation import check_positive_int
 from .linear import SoftmaxRegression
 from .recipe import trained
 
+__all__ = ["ARCHITECTURES", "DEFAULT_TRAINING", "MNIST_SHAPE", "Maxout", "MaxoutMLP", "RowRNN", "SmallCNN",
+           "build_model", "mnist_classifier"]
+
 MNIST_SHAPE = (1, 28, 28)
 
 

@@ -22,6 +22,8 @@ from ..cache import cached_model
 from ..train import LossFn, train_classifier
 from ..validation import check_images, check_labels
 
+__all__ = ["describe_callable", "tensor_digest", "trained", "trained_with_log"]
+
 
 def tensor_digest(*tensors: torch.Tensor) -> str:
     """A short digest of the values, dtypes and shapes of tensors (on any device)."""

@@ -13,6 +13,8 @@ from ..device import device_of
 from ..models.linear import LogisticRegression
 from ..validation import check_eps
 
+__all__ = ["adversarial_penalty_weight", "margin_drop", "margins", "signed_labels", "worst_case_perturbation"]
+
 
 def signed_labels(y: torch.Tensor) -> torch.Tensor:
     """Class indices {0, 1} -> the paper's labels {−1, +1} (as floats)."""

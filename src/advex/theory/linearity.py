@@ -16,6 +16,8 @@ from torch import nn
 from ..device import device_of
 from ..modes import eval_mode
 
+__all__ = ["linearity_summary", "logits_along_direction", "longest_wrong_run", "piecewise_linear_r2"]
+
 
 @torch.no_grad()
 def logits_along_direction(model: nn.Module, x: torch.Tensor, direction: torch.Tensor,

@@ -13,6 +13,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
+__all__ = ["linear_layer_of", "linear_templates", "neighbour_correlation"]
+
 
 def linear_layer_of(model: nn.Module) -> nn.Linear:
     """The single ``nn.Linear`` of a linear classifier (e.g. ``Sequential(Flatten(), Linear(784, 10))``)."""

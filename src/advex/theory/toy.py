@@ -14,6 +14,9 @@ import torch
 from ..device import get_device
 from ..validation import check_eps, check_finite, check_positive_int
 
+__all__ = ["KARPATHY_W", "KARPATHY_X", "fit_loglog_slope", "flip_eps_by_dimension", "min_flip_l0", "min_flip_l2",
+           "min_flip_linf", "score", "sigmoid", "worst_case_linf"]
+
 #: Karpathy's toy input and weights (his blog post, "Breaking linear classifiers on ImageNet").
 KARPATHY_X = np.array([2, -1, 3, -2, 2, 2, 1, -4, 5, 1], dtype=np.float64)
 KARPATHY_W = np.array([-1, -1, 1, -1, 1, -1, 1, 1, -1, 1], dtype=np.float64)

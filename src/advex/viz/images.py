@@ -5,6 +5,8 @@ import numpy as np
 
 from .style import DIVERGING
 
+__all__ = ["as_numpy", "show_image", "show_signed", "tile"]
+
 
 def as_numpy(values) -> np.ndarray:
     """A tensor on any device (or anything array-like) as a NumPy array, detached."""

@@ -31,6 +31,8 @@ from PIL import Image
 
 from ..validation import check_eps
 
+__all__ = ["Frame", "SliderView", "eps_slider"]
+
 
 @dataclass
 class Frame:

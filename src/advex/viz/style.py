@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import matplotlib as mpl
 
+__all__ = ["CYCLE", "DIVERGING", "PALETTE", "use_book_style"]
+
 PALETTE = {
     "clean": "#1b6ca8",        # blue: unperturbed inputs and models
     "adversarial": "#d1495b",  # red: perturbed inputs, attacks
