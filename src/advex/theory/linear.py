@@ -11,12 +11,8 @@ import torch
 
 from ..device import device_of
 from ..models.linear import LogisticRegression
+from ..tensors import signed_labels
 from ..validation import check_eps
-
-
-def signed_labels(y: torch.Tensor) -> torch.Tensor:
-    """Class indices {0, 1} -> the paper's labels {−1, +1} (as floats)."""
-    return 2.0 * y.float() - 1.0
 
 
 def worst_case_perturbation(model: LogisticRegression, y: torch.Tensor, eps: float) -> torch.Tensor:
