@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import inspect
 
 import matplotlib
 import pytest
 import torch
 from torch import nn
 
+import advex.attacks
 from advex import modes
 from advex.attacks import (apgd, bim, cw_l2, deepfool, fgsm, fgsm_direction, follow_local_template, greedy_pixels,
                            lbfgs_attack, local_templates, one_pixel_exhaustive, pgd, pgd_with_stats, square_attack,
@@ -42,7 +44,6 @@ CALLS = {
     "pgd_with_stats": (lambda m, x, y: pgd_with_stats(m, x, y, 0.1, steps=3), "y"),
     "apgd_ce": (lambda m, x, y: apgd(m, x, y, 0.1, steps=4, restarts=2), "y"),
     "apgd_dlr_2": (lambda m, x, y: apgd(m, x, y, 0.5, norm="2", steps=4, loss="dlr"), "y"),
-    # apgd_targeted needs 4 classes and CLASSES is 3: its conventions are checked in tests/test_apgd_square.py
     "square_attack": (lambda m, x, y: square_attack(m, x, y, 0.1, queries=20), "y"),
     "square_attack_with_stats": (lambda m, x, y: square_attack_with_stats(m, x, y, 0.3, queries=20), "y"),
     "square_attack_2": (lambda m, x, y: square_attack(m, x, y, 1.0, norm="2", queries=20), "y"),
@@ -74,6 +75,25 @@ CALLS = {
     "minimal_flip_size": (lambda m, x, y: minimal_flip_size(m, x, y, torch.ones_like(x), [0.1, 0.2, 0.4]), "y"),
     "pixels_to_fool": (lambda m, x, y: pixels_to_fool(m, x, x.detach().clamp(0.2, 0.8), y), "y"),
 }
+
+
+def _default_call(attack):
+    """attack(model, x, labels) with its defaults, ε = 0.1 where it needs one: how a new attack is tested before
+    anyone writes it a cheaper entry in CALLS."""
+    needs_eps = inspect.signature(attack).parameters.get("eps")
+    if needs_eps is not None and needs_eps.default is inspect.Parameter.empty:
+        return lambda m, x, y: attack(m, x, y, 0.1)
+    return lambda m, x, y: attack(m, x, y)
+
+
+#: every attack of advex.attacks.__all__ (those carrying the contract, :func:`advex.attacks.core.attack`)
+ATTACKS = sorted(name for name in advex.attacks.__all__ if hasattr(getattr(advex.attacks, name), "inner"))
+#: attacks whose conventions are checked elsewhere, and why
+CHECKED_ELSEWHERE = {"apgd_targeted": "needs 4 classes and CLASSES is 3: tests/test_apgd_square.py"}
+for _name in ATTACKS:   # an attack without an entry above is still tested, with its default settings
+    if _name not in CHECKED_ELSEWHERE and not any(key == _name or key.startswith(_name + "_") for key in CALLS):
+        _labels = list(inspect.signature(getattr(advex.attacks, _name)).parameters)[2]
+        CALLS[_name] = (_default_call(getattr(advex.attacks, _name)), _labels)
 LABELLED = sorted(name for name, (_, labels) in CALLS.items() if labels is not None)
 
 
@@ -261,3 +281,34 @@ def test_image_helpers_accept_tensors_that_require_grad(shape):
             assert artist.get_clim() == pytest.approx((-signed.abs().max().item(), signed.abs().max().item()))
     finally:
         plt.close(figure)
+
+
+def test_the_attacks_are_taken_from_advex_attacks_all():
+    # every attack of the package carries the contract and so is in ATTACKS, which every test above covers
+    assert {"fgsm", "pgd", "apgd", "square_attack", "hop_skip_jump", "pixel_attack", "deepfool", "cw_l2",
+            "one_pixel_exhaustive", "nes_attack", "lbfgs_attack"} <= set(ATTACKS)
+    for name in ATTACKS:
+        assert name in CHECKED_ELSEWHERE or any(key == name or key.startswith(name + "_") for key in CALLS), name
+
+
+INNER_CALLS = {
+    "fgsm": ((0.1,), {}),
+    "pgd": ((0.1,), dict(steps=3, restarts=2)),
+    "pgd_with_stats": ((0.1,), dict(steps=3, early_stop=True)),
+    "bim": ((0.1,), dict(steps=3)),
+    "apgd": ((0.1,), dict(steps=4)),
+    "square_attack_with_stats": ((0.3,), dict(queries=20)),
+    "deepfool": ((), dict(steps=5)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(INNER_CALLS))
+def test_the_inner_function_computes_what_the_checked_attack_does(name):
+    # .inner skips the checks and the moves and nothing else: on checked inputs, in attack mode, it gives the
+    # same tensors as the decorated attack
+    model, (x, y) = model_with_mixed_modes(), data()
+    attack, (args, kwargs) = getattr(advex.attacks, name), INNER_CALLS[name]
+    expected = attack(model, x, y.to(torch.int32), *args, **kwargs)
+    with modes.attack_mode(model), torch.no_grad():
+        got = attack.inner(model, x, y, *args, **kwargs)
+    assert_same(got, expected)

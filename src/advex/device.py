@@ -1,7 +1,8 @@
 """Choose the device every heavy computation runs on.
 
 CUDA when it is available, else the CPU.  ``ADVEX_DEVICE`` (``cpu``, ``cuda``,
-``cuda:1`` ...) overrides the choice, e.g. to check the CPU path on a GPU box.
+``cuda:1`` ...) overrides the choice, e.g. to check the CPU path on a GPU box.  :func:`full_recipe` says
+whether the chapters run their full recipes (``ADVEX_FULL_RECIPE``, by default on CUDA only).
 """
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import os
 
 import torch
 from torch import nn
+
+__all__ = ["describe_device", "device_of", "full_recipe", "get_device"]
 
 
 def get_device() -> torch.device:
@@ -25,6 +28,18 @@ def get_device() -> torch.device:
             raise ValueError(f"ADVEX_DEVICE={requested!r} but CUDA is not available here; use 'cpu'")
         return device
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def full_recipe() -> bool:
+    """Whether to run the chapters' full recipes (larger networks, all the data, the papers' attack budgets).
+
+    ``ADVEX_FULL_RECIPE=1`` or ``0`` decides; unset, the full recipes run on CUDA and the versions sized to
+    minutes on a CPU run elsewhere.
+    """
+    requested = os.environ.get("ADVEX_FULL_RECIPE", "").strip()
+    if requested not in ("", "0", "1"):
+        raise ValueError(f"ADVEX_FULL_RECIPE={requested!r}; use '1' (full recipes) or '0' (CPU-sized ones)")
+    return requested == "1" if requested else get_device().type == "cuda"
 
 
 def device_of(model: nn.Module) -> torch.device:

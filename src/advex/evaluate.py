@@ -20,12 +20,20 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .attacks.core import attack_succeeded, num_classes_of
 from .attacks.gradient import pgd_with_stats
 from .device import device_of
-from .modes import eval_mode
+from .modes import attack_mode, eval_mode
 from .progress import progress
-from .validation import check_eps, check_images, check_labels, check_norm, check_positive_int
+from .tensors import attack_succeeded, l2_norms, num_classes_of
+from .validation import check_eps, check_images, check_labels, check_non_negative, check_norm, check_positive_int
+
+__all__ = ["Attack", "RobustEvaluation", "accuracy", "accuracy_under_attack", "correct", "error_and_confidence",
+           "logits", "mean_loss", "median_flip_size", "minimal_flip_size", "pixels_changed", "pixels_to_fool",
+           "predict", "robust_accuracy", "rubbish_rate", "threat_model_violation"]
+
+#: How far outside the box and the ε-ball an attack's output may lie before :func:`robust_accuracy` refuses it:
+#: float32 rounding of x + δ and of a norm, not a perturbation (the smallest grey level is 1/255 ≈ 0.004).
+THREAT_MODEL_TOLERANCE = 1e-5
 
 #: An attack as :mod:`advex.evaluate` calls it: ``attack(model, x, y) -> x_adv`` (e.g. a ``functools.partial``).
 Attack = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -67,10 +75,15 @@ def _labels(model, images, labels) -> torch.Tensor:
     return check_labels(labels, num_classes_of(model, images), batch_size=images.shape[0], name="labels")
 
 
+def _correct(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """Per example, on the device of ``images``: is the top-1 prediction the label?  (Arguments already checked.)"""
+    return logits(model, images, batch_size).argmax(1) == labels.to(images.device)
+
+
 def correct(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
     """Per example: is the top-1 prediction the label?  A bool tensor on the CPU."""
     labels = _labels(model, images, labels)
-    return logits(model, images, batch_size).argmax(1).cpu() == labels.cpu()
+    return _correct(model, images, labels, batch_size).cpu()
 
 
 def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 1000) -> float:
@@ -146,8 +159,61 @@ def _default_batch_size(model: nn.Module) -> int:
     return 10_000 if device_of(model).type == "cuda" else 1000
 
 
+def _attack_name(attack: Attack, index: int) -> str:
+    """How an error message names an attack: ``attacks[i]`` and what it is (a partial shows its settings)."""
+    if isinstance(attack, functools.partial):
+        settings = ", ".join(f"{k}={v!r}" for k, v in attack.keywords.items())
+        what = f"{getattr(attack.func, '__name__', repr(attack.func))}({settings})"
+    else:
+        what = getattr(attack, "__qualname__", None) or repr(attack)
+    return f"attacks[{index}] ({what})"
+
+
+def threat_model_violation(x: torch.Tensor, x_adv: torch.Tensor, eps: float | None, norm: str = "inf"
+                           ) -> tuple[str, float] | None:
+    """The worst way ``x_adv`` leaves the threat model around ``x``, or None when it stays inside.
+
+    The threat model is the box [0, 1]ᵈ and, when ``eps`` is given, the ball ‖x_adv − x‖ ≤ ε in ``norm``
+    ('inf' or '2'); both within :data:`THREAT_MODEL_TOLERANCE`.  Returns (a sentence saying where and by how
+    much, the excess), the larger excess of box and ball.
+    """
+    tolerance = THREAT_MODEL_TOLERANCE
+    x_adv, x = x_adv.detach(), x.detach().to(x_adv.device)
+    if not bool(torch.isfinite(x_adv).all()):
+        return "it contains NaN or infinite values", math.inf
+    below, above = (-x_adv.min()).item(), (x_adv.max() - 1).item()
+    worst: tuple[str, float] | None = None
+    if max(below, above) > tolerance:
+        value = x_adv.min().item() if below >= above else x_adv.max().item()
+        worst = (f"a pixel of {value:.6g} lies outside the box [0, 1] (by {max(below, above):.3g})", max(below, above))
+    if eps is not None:
+        delta = (x_adv - x).flatten(1)
+        sizes = delta.abs().amax(1) if norm == "inf" else l2_norms(delta)
+        largest = sizes.max().item() if len(sizes) else 0.0
+        excess = largest - eps
+        if excess > tolerance * max(1.0, eps) and (worst is None or excess > worst[1]):
+            ball = "L∞" if norm == "inf" else "L2"
+            example = int(sizes.argmax())
+            worst = (f"example {example} lies at {ball} distance {largest:.6g} from x, outside the ε-ball of radius "
+                     f"{eps:g} (by {excess:.3g})", excess)
+    return worst
+
+
+def _check_attack_output(attack: Attack, index: int, x: torch.Tensor, x_adv, eps: float | None, norm: str) -> None:
+    if not isinstance(x_adv, torch.Tensor) or x_adv.shape != x.shape:
+        got = tuple(x_adv.shape) if isinstance(x_adv, torch.Tensor) else type(x_adv).__name__
+        raise ValueError(f"{_attack_name(attack, index)} must return a batch shaped like x {tuple(x.shape)}, "
+                         f"got {got}")
+    violation = threat_model_violation(x, x_adv, eps, norm)
+    if violation is not None:
+        ball = "L∞" if norm == "inf" else "L2"
+        raise ValueError(f"{_attack_name(attack, index)} left the threat model "
+                         f"({'box [0, 1]' if eps is None else f'box [0, 1] and {ball} ball of radius {eps:g}'}): "
+                         f"{violation[0]}; an attack must clip its result to the box and project it onto the ball")
+
+
 @_in_fp32
-def robust_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float = 0.0, *,
+def robust_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float | None = None, *,
                     attacks: Attack | Sequence[Attack] | None = None, norm="inf", steps: int = 40,
                     step_size: float | None = None, restarts: int = 1, random_start: bool = True,
                     early_stop: bool = True, batch_size: int | None = None, seed: int = 0) -> RobustEvaluation:
@@ -155,9 +221,12 @@ def robust_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: flo
 
     With ``attacks`` (one ``attack(model, x, y) -> x_adv`` or a list of them): an example is robust
     when it is classified correctly clean *and* on the output of every attack — the per-example
-    minimum over the attacks.  ``eps`` and the PGD arguments are then unused (put ε into the attacks).
+    minimum over the attacks.  ``eps`` and ``norm`` are then the threat model: every attack's output must lie
+    in the box [0, 1] and (when ``eps`` is given) in the ``norm`` ball of radius ``eps`` around ``x``, within
+    float rounding (:data:`THREAT_MODEL_TOLERANCE`); an attack that leaves it raises ``ValueError`` naming the
+    attack and its worst violation, so an invalid attack cannot lower the number.  The PGD arguments are unused.
 
-    Without ``attacks``: PGD (see :func:`advex.attacks.pgd` for ``eps``, ``norm``, ``steps``,
+    Without ``attacks``: PGD (see :func:`advex.attacks.pgd` for ``eps`` (default 0), ``norm``, ``steps``,
     ``step_size``, ``restarts``, ``random_start``, ``seed``), evaluated fast or plainly:
 
     * ``early_stop=True``: misclassified examples are never attacked, each example is dropped at its
@@ -175,11 +244,12 @@ def robust_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: flo
     y = check_labels(y, num_classes=num_classes_of(model, x), batch_size=x.shape[0], name="y")
     batch_size = _default_batch_size(model) if batch_size is None else check_positive_int(batch_size, "batch_size")
     if attacks is None:  # validate up front, so that a bad argument fails even where no example needs attacking
-        eps, norm = check_eps(eps), check_norm(norm)
+        eps, norm = 0.0 if eps is None else check_eps(eps), check_norm(norm)
         check_positive_int(steps, "steps"), check_positive_int(restarts, "restarts")
         if step_size is not None:
-            check_eps(step_size, "step_size")
+            check_non_negative(step_size, "step_size")
     else:
+        eps, norm = None if eps is None else check_eps(eps), check_norm(norm)
         attacks = [attacks] if callable(attacks) else list(attacks)
         if not attacks or not all(callable(a) for a in attacks):
             raise ValueError("attacks must be a callable attack(model, x, y) -> x_adv or a non-empty list of them")
@@ -187,19 +257,28 @@ def robust_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: flo
     start = time.perf_counter()
     robust, clean, gradients = [], [], 0
     for first in progress(range(0, len(x), batch_size), desc="robust accuracy"):
-        xb, yb = x[first:first + batch_size].to(device), y[first:first + batch_size].to(device)
-        correct_b = correct(model, xb, yb, batch_size).to(device)
-        survived = correct_b.clone()
+        xb, yb = x[first:first + batch_size].detach().to(device), y[first:first + batch_size].to(device)
         if attacks is not None:
-            for attack in attacks:
-                survived &= correct(model, attack(model, xb, yb), yb, batch_size).to(device)
-        elif bool(correct_b.any()) or not early_stop:
-            # the whole batch goes in so that random starts do not depend on which examples are skipped
-            _, success, used = pgd_with_stats(
-                model, xb, yb, eps, norm=norm, steps=steps, step_size=step_size, random_start=random_start,
-                restarts=restarts, early_stop=early_stop, seed=seed + first, already_lost=~correct_b)
-            survived &= ~success
-            gradients += used
+            # the attacks are the caller's and so may be the model (chapter 6's defences draw noise on every
+            # forward pass): its outputs are judged through the public, checking correct(), whose passes are
+            # part of the random stream a seeded run's results come from
+            correct_b = correct(model, xb, yb, batch_size).to(device)
+            survived = correct_b.clone()
+            for index, attack in enumerate(attacks):
+                x_adv = attack(model, xb, yb)
+                _check_attack_output(attack, index, xb, x_adv, eps, norm)
+                survived &= correct(model, x_adv, yb, batch_size).to(device)
+        else:
+            correct_b = _correct(model, xb, yb, batch_size)
+            survived = correct_b.clone()
+            if bool(correct_b.any()) or not early_stop:
+                # the whole batch goes in so that random starts do not depend on which examples are skipped
+                with attack_mode(model), torch.no_grad():
+                    _, success, used = pgd_with_stats.inner(
+                        model, xb, yb, eps, norm=norm, steps=steps, step_size=step_size, random_start=random_start,
+                        restarts=restarts, early_stop=early_stop, seed=seed + first, already_lost=~correct_b)
+                survived &= ~success
+                gradients += used
         robust.append(survived.cpu())
         clean.append(correct_b.cpu())
     robust_all, clean_all = torch.cat(robust), torch.cat(clean)

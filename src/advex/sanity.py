@@ -31,7 +31,7 @@ from torch import nn
 
 from .attacks.gradient import fgsm, pgd
 from .evaluate import Attack, correct, robust_accuracy
-from .validation import check_eps, check_images, check_positive_int
+from .validation import check_eps, check_images, check_non_negative, check_positive_int
 
 __all__ = [
     "Check", "SanityReport", "accuracy_vs_eps", "attack_converged", "fgsm_attack", "gradient_free_not_stronger",
@@ -367,7 +367,7 @@ def run_sanity_checks(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: f
 # --------------------------------------------------------------------------- argument checks
 
 def _check_tolerance(tolerance) -> float:
-    tolerance = check_eps(tolerance, "tolerance")
+    tolerance = check_non_negative(tolerance, "tolerance")
     if tolerance > 1:
         raise ValueError(f"tolerance must be a fraction of the examples in [0, 1], got {tolerance:g}")
     return tolerance

@@ -17,9 +17,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from .attacks import attack_mode, pgd
-from .attacks.core import l2_norms
+from .tensors import l2_norms
 from .device import device_of
-from .validation import check_eps, check_images, check_labels, check_positive_int
+from .validation import check_eps, check_images, check_labels, check_non_negative, check_positive_int
 
 __all__ = ["confidence_slopes", "loss_surface", "true_class_probability"]
 
@@ -36,7 +36,7 @@ def loss_surface(model: nn.Module, x: torch.Tensor, y: int, first: torch.Tensor,
     for name, direction in (("first", first), ("second", second)):
         if direction.shape != x.shape:
             raise ValueError(f"{name} must have the shape of x {tuple(x.shape)}, got {tuple(direction.shape)}")
-    extent, points = check_eps(extent, "extent"), check_positive_int(points, "points")
+    extent, points = check_non_negative(extent, "extent"), check_positive_int(points, "points")
     device = device_of(model)
     steps = torch.linspace(-extent, extent, points, device=device)
     b, a = torch.meshgrid(steps, steps, indexing="ij")

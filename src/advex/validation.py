@@ -11,22 +11,54 @@ from numbers import Real
 import numpy as np
 import torch
 
+__all__ = ["check_eps", "check_finite", "check_fraction", "check_images", "check_labels", "check_model",
+           "check_non_negative", "check_norm", "check_positive", "check_positive_int", "check_shape"]
+
 _NORMS = ("inf", "2")
 
 
-def check_eps(eps, name: str = "eps") -> float:
-    """A perturbation size: a finite real number >= 0."""
-    if isinstance(eps, bool) or not isinstance(eps, (Real, np.floating, np.integer)):
-        if isinstance(eps, torch.Tensor) and eps.numel() == 1:
-            eps = eps.item()
+def check_non_negative(value, name: str) -> float:
+    """A finite real number >= 0 (a weight λ, a step size, a tolerance ...); a one-element tensor is accepted."""
+    if isinstance(value, bool) or not isinstance(value, (Real, np.floating, np.integer)):
+        if isinstance(value, torch.Tensor) and value.numel() == 1:
+            value = value.item()
         else:
-            raise ValueError(f"{name} must be a real number >= 0, got {eps!r}")
-    eps = float(eps)
-    if math.isnan(eps) or math.isinf(eps):
-        raise ValueError(f"{name} must be finite and >= 0, got {eps}")
-    if eps < 0:
-        raise ValueError(f"{name} must be >= 0, got {eps}")
-    return eps
+            raise ValueError(f"{name} must be a real number >= 0, got {value!r}")
+    value = float(value)
+    if math.isnan(value) or math.isinf(value):
+        raise ValueError(f"{name} must be finite and >= 0, got {value}")
+    if value < 0:
+        raise ValueError(f"{name} must be >= 0, got {value}")
+    return value
+
+
+def check_eps(eps, name: str = "eps") -> float:
+    """A perturbation size ε (or a list of them, named by ``name``): a finite real number >= 0.
+
+    Only for budgets; other numbers >= 0 go through :func:`check_non_negative`.
+    """
+    return check_non_negative(eps, name)
+
+
+def check_positive(value, name: str) -> float:
+    """A finite real number > 0 (a standard deviation, a weight c, a learning rate ...)."""
+    try:
+        checked = check_non_negative(value, name)
+    except ValueError:
+        checked = 0.0
+    if not checked > 0:
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    return checked
+
+
+def check_fraction(value, name: str, *, open_interval: bool = False, meaning: str = "") -> float:
+    """A number in [0, 1], or in (0, 1) with ``open_interval``; ``meaning`` (e.g. "the weight of the clean
+    loss") is added to the error message."""
+    number = not isinstance(value, bool) and isinstance(value, (Real, np.floating, np.integer))
+    if not number or not ((0 < value < 1) if open_interval else (0 <= value <= 1)):
+        interval = "(0, 1)" if open_interval else "[0, 1]"
+        raise ValueError(f"{name} must be a number in {interval}{f' ({meaning})' if meaning else ''}, got {value!r}")
+    return float(value)
 
 
 def check_positive_int(value, name: str) -> int:

@@ -6,13 +6,20 @@ Conventions, the same for every attack here (the ones users of cleverhans and fo
   model); ``eps`` is in the same units; labels are integer class indices (any integer dtype);
 * the model runs in eval mode during the attack and every sub-module gets its own mode back
   afterwards; its parameters are frozen meanwhile, so no gradient is left on them;
-* the attack computes on the model's device and its result comes back on the device of ``x``
-  (:func:`.core.returns_on_input_device`); the result is the adversarial batch, clipped to the box and (for attacks
+* the attack computes on the model's device and its result comes back on the device of ``x``; the result is the adversarial batch, clipped to the box and (for attacks
   with a budget) inside the ε-ball around ``x``, with no autograd history; ``x`` is never modified;
 * attacks work inside ``torch.no_grad()``; bad arguments raise ``ValueError`` naming the argument;
 * statistics (accuracy, robust accuracy, confidence) come from :mod:`advex.evaluate`, not from attacks.
 
-Modules: :mod:`.core` (gradients, directions, projections, random starts, the success test),
+These are carried out once, by the decorator :func:`.core.attack`: it checks ``x``, the labels and ε, moves them to
+the model's device, runs the attack in attack mode without gradients and returns on the device of ``x``.  Every
+attack exposes its undecorated body as ``.inner`` (e.g. ``pgd.inner``), for callers whose inputs are already
+checked and on the device (other attacks, the evaluator, the training losses), called inside ``attack_mode``.
+The black-box attacks open with :func:`.core.clean_query`.  Tensor helpers shared with the rest of the package
+(``per_example``, ``l2_norms``, ``logit_margins``, ``attack_succeeded``, ``num_classes_of``) live in
+:mod:`advex.tensors`.
+
+Modules: :mod:`.core` (the contract, gradients, directions, projections, random starts, the success test),
 :mod:`.gradient` (FGSM, BIM, PGD), :mod:`.apgd` (Auto-PGD, APGD-T and the DLR loss of AutoAttack),
 :mod:`.square` (the gradient-free Square attack, L∞ and L2), :mod:`.minimal` (L-BFGS, DeepFool), :mod:`.carlini_wagner`
 (C&W L2), :mod:`.sparse` (one-pixel and greedy L0 by exhaustive search), :mod:`.templates` (template addition).

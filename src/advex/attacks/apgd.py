@@ -20,8 +20,8 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .core import (attack_inputs, attack_mode, attack_succeeded, cross_entropy_per_example, logit_margins,
-                   num_classes_of, per_example, project, random_offset, returns_on_input_device, steepest_ascent)
+from .core import (attack, attack_succeeded, cross_entropy_per_example, logit_margins,
+                   num_classes_of, per_example, project, random_offset, steepest_ascent)
 from .gradient import _Best
 from ..validation import check_norm, check_positive_int
 
@@ -160,7 +160,7 @@ def _check_loss(loss, model, x) -> Callable:
     return LOSSES[loss]
 
 
-@returns_on_input_device
+@attack()
 def apgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, *, norm="inf", steps: int = 100,
          loss: str = "ce", restarts: int = 1, seed: int = 0) -> torch.Tensor:
     """Auto-PGD (Croce & Hein 2020, Algorithm 1), untargeted, in an L∞ or L2 ball.
@@ -172,21 +172,19 @@ def apgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, *, norm
     ``"dlr"`` (:func:`dlr_loss`, APGD-DLR).  ``restarts`` runs from independent random starts (seeded by
     ``seed``, drawn on the CPU); each example keeps its best iterate over all of them.
     """
-    x, y, eps = attack_inputs(model, x, y, eps)
     norm = check_norm(norm)
     steps = check_positive_int(steps, "steps")
     restarts = check_positive_int(restarts, "restarts")
     loss_fn = _check_loss(loss, model, x)
     generator, best = torch.Generator().manual_seed(seed), _Best(x)
-    with attack_mode(model):
-        for _ in range(restarts):
-            # drawn for the whole batch, so that an example's starts do not depend on which others were fooled
-            start = x + random_offset(x, eps, norm, generator)
-            rows = (~best.success).nonzero().flatten()   # a restart only helps the examples not fooled yet
-            if len(rows) == 0:
-                break
-            run = _apgd_run(model, x[rows], y[rows], start[rows], loss_fn, eps=eps, norm=norm, steps=steps)
-            best.update(rows, run.x_adv, run.objective, run.success, torch.ones_like(run.success))
+    for _ in range(restarts):
+        # drawn for the whole batch, so that an example's starts do not depend on which others were fooled
+        start = x + random_offset(x, eps, norm, generator)
+        rows = (~best.success).nonzero().flatten()   # a restart only helps the examples not fooled yet
+        if len(rows) == 0:
+            break
+        run = _apgd_run(model, x[rows], y[rows], start[rows], loss_fn, eps=eps, norm=norm, steps=steps)
+        best.update(rows, run.x_adv, run.objective, run.success, torch.ones_like(run.success))
     return best.x_adv.detach()
 
 
@@ -202,7 +200,7 @@ def _check_targets(model, x, target_classes) -> int:
     return target_classes
 
 
-@returns_on_input_device
+@attack()
 def apgd_targeted(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, *, norm="inf", steps: int = 100,
                   target_classes: int = 9, seed: int = 0) -> torch.Tensor:
     """APGD-T, the targeted APGD of AutoAttack (Croce & Hein 2020, eq. 6 and §5), still judged untargeted.
@@ -213,23 +211,20 @@ def apgd_targeted(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float
     ``y``; each example keeps its first successful iterate (it is not attacked again) and otherwise the best
     iterate of the last run.  Needs a model with at least 4 classes.
     """
-    x, y, eps = attack_inputs(model, x, y, eps)
     norm = check_norm(norm)
     steps = check_positive_int(steps, "steps")
     target_classes = _check_targets(model, x, target_classes)
     generator = torch.Generator().manual_seed(seed)
     x_adv, success = x.clone(), torch.zeros(len(x), dtype=torch.bool, device=x.device)
-    with attack_mode(model):
-        with torch.no_grad():
-            ranked = model(x).scatter(1, y[:, None], -torch.inf).topk(target_classes, dim=1).indices
-        for rank in range(target_classes):
-            start = x + random_offset(x, eps, norm, generator)
-            rows = (~success).nonzero().flatten()
-            if len(rows) == 0:
-                break
-            target = ranked[rows, rank]
-            run = _apgd_run(model, x[rows], y[rows], start[rows],
-                            lambda logits, labels: targeted_dlr_loss(logits, labels, target),
-                            eps=eps, norm=norm, steps=steps)
-            x_adv[rows], success[rows] = run.x_adv, run.success
+    ranked = model(x).scatter(1, y[:, None], -torch.inf).topk(target_classes, dim=1).indices
+    for rank in range(target_classes):
+        start = x + random_offset(x, eps, norm, generator)
+        rows = (~success).nonzero().flatten()
+        if len(rows) == 0:
+            break
+        target = ranked[rows, rank]
+        run = _apgd_run(model, x[rows], y[rows], start[rows],
+                        lambda logits, labels: targeted_dlr_loss(logits, labels, target),
+                        eps=eps, norm=norm, steps=steps)
+        x_adv[rows], success[rows] = run.x_adv, run.success
     return x_adv.detach()

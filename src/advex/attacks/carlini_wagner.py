@@ -8,12 +8,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .core import attack_inputs, attack_mode, attack_succeeded, logit_margins, per_example, returns_on_input_device
-from .minimal import check_positive_real
-from ..validation import check_eps, check_positive_int
+from .core import attack, attack_succeeded, logit_margins, per_example
+from ..validation import check_non_negative, check_positive, check_positive_int
+
+__all__ = ["cw_l2"]
 
 
-@returns_on_input_device
+@attack(eps=False)
 def cw_l2(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, targeted: bool = False, confidence: float = 0.0,
           initial_c: float = 1.0, search_steps: int = 5, steps: int = 100, lr: float = 0.01) -> torch.Tensor:
     """Carlini & Wagner's L2 attack (2017, §V.A): their objective f₆ (§IV.A) and change of variables (§IV.B).
@@ -31,19 +32,18 @@ def cw_l2(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, targeted: bool 
     candidate; each example gets back its candidate with the smallest ‖x' − x‖₂, or ``x`` itself
     where there was none.
     """
-    x, y, _ = attack_inputs(model, x, y)
-    confidence = check_eps(confidence, "confidence")
-    initial_c = check_positive_real(initial_c, "initial_c")
+    confidence = check_non_negative(confidence, "confidence")
+    initial_c = check_positive(initial_c, "initial_c")
     search_steps = check_positive_int(search_steps, "search_steps")
     steps = check_positive_int(steps, "steps")
-    lr = check_positive_real(lr, "lr")
+    lr = check_positive(lr, "lr")
     n = len(x)
     c = torch.full((n,), initial_c, device=x.device, dtype=x.dtype)
     low = torch.zeros_like(c)                        # largest c known to fail
     high = torch.full_like(c, torch.inf)             # smallest c known to succeed
     best, best_distance = x.clone(), torch.full_like(c, torch.inf)
     w_start = torch.atanh((2 * x - 1) * (1 - 1e-6))  # x = ½(tanh(w) + 1), pulled off ±1 so that w is finite
-    with attack_mode(model), torch.enable_grad():
+    with torch.enable_grad():
         for _ in range(search_steps):
             w = w_start.clone().requires_grad_(True)
             adam = torch.optim.Adam([w], lr=lr)

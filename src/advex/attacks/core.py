@@ -1,5 +1,7 @@
-"""The core every attack is built from: argument checks, input gradients, steepest-ascent
-directions, projection onto the ε-ball ∩ box, random starts and the success test.
+"""The core every attack is built from: the attack contract (:func:`attack`), input gradients,
+steepest-ascent directions, projection onto the ε-ball ∩ box, random starts and the black-box attacks'
+clean query.  The general tensor helpers (:func:`per_example`, :func:`l2_norms`, :func:`logit_margins`,
+:func:`attack_succeeded`, :func:`num_classes_of`) live in :mod:`advex.tensors` and are re-exported here.
 """
 from __future__ import annotations
 
@@ -13,56 +15,118 @@ from torch.nn import functional as F
 
 from ..device import device_of
 from ..modes import attack_mode, eval_mode
+from ..tensors import attack_succeeded, l2_norms, logit_margins, num_classes_of, per_example
 from ..validation import check_eps, check_images, check_labels
 
 __all__ = [
-    "attack_inputs", "attack_mode", "attack_succeeded", "input_gradient", "l2_norms", "logit_margins",
-    "num_classes_of", "per_example", "project", "random_offset", "returns_on_input_device", "steepest_ascent",
+    "attack", "attack_inputs", "attack_mode", "attack_succeeded", "clean_query", "eval_mode", "input_gradient",
+    "l2_norms", "logit_margins", "num_classes_of", "per_example", "project", "random_offset",
+    "returns_on_input_device", "steepest_ascent",
 ]
 
 
-def returns_on_input_device(attack: Callable) -> Callable:
-    """Decorator: the attack computes on the model's device, its tensors come back on the device of ``x``.
+def _on_device(result, device: torch.device):
+    move = (lambda t: t.to(device) if isinstance(t, torch.Tensor) else t)
+    return tuple(move(t) for t in result) if isinstance(result, tuple) else move(result)
 
-    So a caller who keeps data on the CPU and the model on a GPU gets CPU results that mix with the
-    rest of their CPU tensors; a caller who keeps everything on the GPU pays no copy.
+
+def returns_on_input_device(function: Callable) -> Callable:
+    """Decorator: ``function`` computes where it likes, its tensors come back on the device of ``x``.
+
+    For functions outside the attack contract (e.g. the certificates of :mod:`advex.defences.smoothing`);
+    an attack gets the same behaviour, and the rest of the contract, from :func:`attack`.
     """
-    signature = inspect.signature(attack)
+    signature = inspect.signature(function)
 
-    @functools.wraps(attack)
+    @functools.wraps(function)
     def wrapper(*args, **kwargs):
         x = signature.bind_partial(*args, **kwargs).arguments.get("x")
-        result = attack(*args, **kwargs)
-        if not isinstance(x, torch.Tensor):
-            return result
-        move = (lambda t: t.to(x.device) if isinstance(t, torch.Tensor) else t)
-        return tuple(move(t) for t in result) if isinstance(result, tuple) else move(result)
+        result = function(*args, **kwargs)
+        return _on_device(result, x.device) if isinstance(x, torch.Tensor) else result
 
     return wrapper
 
 
-def num_classes_of(model: nn.Module, x: torch.Tensor) -> int:
-    """Number of outputs of ``model`` (one forward pass on one example, in eval mode, no gradient)."""
-    with eval_mode(model), torch.no_grad():
-        return model(x[:1].to(device_of(model))).shape[1]
+def _check_batch(x) -> None:
+    check_images(x, "x")
+    if x.dim() < 2:
+        raise ValueError(f"x must be a batch (N, ...), got shape {tuple(x.shape)}")
+
+
+def attack(*, eps: bool = True, labels: str = "y", labels_from: str = "model") -> Callable[[Callable], Callable]:
+    """Decorator: the attack contract of :mod:`advex.attacks`, carried out once for every attack.
+
+    The decorated function ``f(model, x, <labels>, [eps,] ...)`` first checks ``eps`` (with ``eps=True``:
+    a finite number >= 0), ``x`` (a batch of finite floats in [0, 1]) and the labels (integers in
+    [0, number of classes); with ``labels_from="model"`` counted by one forward pass, with
+    ``labels_from="query"`` left to the attack, which checks them against its clean query, see
+    :func:`clean_query`).  It then moves ``x`` (detached) and the labels (int64) to the model's device, runs
+    the attack in :func:`~advex.modes.attack_mode` under ``torch.no_grad()`` (an attack enables gradients
+    where it needs them) and returns its tensors on the device of ``x``.
+
+    The undecorated function stays available as ``f.inner``, for internal callers (other attacks, the
+    evaluator, the training losses) whose inputs are already checked and on the model's device: they call
+    it inside ``attack_mode(model)`` and pay for no check and no host synchronisation.
+    """
+    if labels_from not in ("model", "query"):
+        raise ValueError(f"labels_from must be 'model' or 'query', got {labels_from!r}")
+
+    def decorate(inner: Callable) -> Callable:
+        signature = inspect.signature(inner)
+
+        @functools.wraps(inner)
+        def checked(*args, **kwargs):
+            bound = signature.bind(*args, **kwargs)
+            arguments = bound.arguments
+            model, x = arguments["model"], arguments["x"]
+            if eps:
+                arguments["eps"] = check_eps(arguments["eps"])
+            _check_batch(x)
+            device = device_of(model)
+            x_model = x.detach().to(device)
+            if labels_from == "model":
+                arguments[labels] = check_labels(arguments[labels], num_classes_of(model, x_model),
+                                                 batch_size=x.shape[0], name=labels).to(device)
+            arguments["x"] = x_model
+            with attack_mode(model), torch.no_grad():
+                result = inner(*bound.args, **bound.kwargs)
+            return _on_device(result, x.device)
+
+        checked.inner = inner
+        return checked
+
+    return decorate
 
 
 def attack_inputs(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float = 0.0, *, y_name: str = "y"
                   ) -> tuple[torch.Tensor, torch.Tensor, float]:
-    """Validate the arguments every attack shares and move them to the model's device.
+    """Validate the arguments every attack shares and move them to the model's device (what :func:`attack`
+    does, for the few functions whose labels argument has no fixed name).
 
     Returns ``(x, y, eps)``: ``x`` detached on the model's device (never the caller's
     tensor modified), ``y`` as int64 there, ``eps`` as a float >= 0.  ``y_name`` names the
     labels in error messages (e.g. "target").
     """
     eps = check_eps(eps)
-    check_images(x, "x")
-    if x.dim() < 2:
-        raise ValueError(f"x must be a batch (N, ...), got shape {tuple(x.shape)}")
+    _check_batch(x)
     device = device_of(model)
     x = x.detach().to(device)
     y = check_labels(y, num_classes_of(model, x), batch_size=x.shape[0], name=y_name).to(device)
     return x, y, eps
+
+
+def clean_query(model: nn.Module, x: torch.Tensor, y, *, targeted: bool = False, name: str = "y"
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Query 1 of a black-box attack: the clean images.  Returns (outputs, labels, success, queries used).
+
+    The labels are checked against the outputs of this query, so that validation costs the attacker no
+    forward pass of its own; ``success`` says which images are adversarial already (misclassified, or in
+    their target class when ``targeted``), ``used`` counts one query per image.
+    """
+    outputs = model(x)
+    y = check_labels(y, outputs.shape[1], batch_size=len(x), name=name).to(x.device)
+    success = attack_succeeded(outputs, y, targeted)
+    return outputs, y, success, torch.ones(len(x), dtype=torch.int64, device=x.device)
 
 
 def cross_entropy_per_example(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -85,29 +149,6 @@ def input_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor, targeted:
         loss = loss_fn(model(x_model), y.to(device)).sum()
         (grad,) = torch.autograd.grad(-loss if targeted else loss, x_model)
     return grad.to(x.device)
-
-
-def per_example(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """Reshape one value per example so it broadcasts against a batch shaped like ``like``."""
-    return values.view(-1, *([1] * (like.dim() - 1)))
-
-
-def l2_norms(t: torch.Tensor) -> torch.Tensor:
-    """‖t_i‖₂ of every example of a batch."""
-    return t.flatten(1).norm(dim=1)
-
-
-def attack_succeeded(logits: torch.Tensor, y: torch.Tensor, targeted: bool) -> torch.Tensor:
-    """Per example: predicted class ≠ y (untargeted) or = y (targeted, ``y`` holds the targets)."""
-    predicted = logits.argmax(1)
-    return predicted == y if targeted else predicted != y
-
-
-def logit_margins(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Logit of class y minus the largest other logit, per example (< 0: the model does not predict y)."""
-    true = logits.gather(1, y[:, None])[:, 0]
-    others = logits.scatter(1, y[:, None], -torch.inf)
-    return true - others.max(1).values
 
 
 def steepest_ascent(grad: torch.Tensor, norm: str) -> torch.Tensor:

@@ -29,9 +29,8 @@ from numbers import Integral
 import torch
 from torch import nn
 
-from .core import attack_mode, attack_succeeded, l2_norms, per_example, returns_on_input_device
-from ..device import device_of
-from ..validation import check_eps, check_images, check_labels, check_positive_int
+from .core import attack, attack_succeeded, clean_query, l2_norms, per_example
+from ..validation import check_eps, check_images, check_positive_int
 
 __all__ = ["hop_skip_jump", "hop_skip_jump_with_stats"]
 
@@ -166,9 +165,6 @@ def _random_starts(ask, rows, d, tries, generator, dtype):
 
 
 def _check_hsj_arguments(x, targeted, queries, init_x, init_tries, probes, eps):
-    check_images(x, "x")
-    if x.dim() < 2:
-        raise ValueError(f"x must be a batch (N, ...), got shape {tuple(x.shape)}")
     if not isinstance(targeted, bool):
         raise ValueError(f"targeted must be True or False, got {targeted!r}")
     if isinstance(queries, bool) or not isinstance(queries, Integral) or queries < 2:
@@ -185,7 +181,7 @@ def _check_hsj_arguments(x, targeted, queries, init_x, init_tries, probes, eps):
     return int(queries), init_tries, int(probes), None if eps is None else check_eps(eps)
 
 
-@returns_on_input_device
+@attack(eps=False, labels_from="query")
 def hop_skip_jump_with_stats(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, targeted: bool = False,
                              queries: int = 1000, init_x: torch.Tensor | None = None, init_tries: int = 100,
                              probes: int = 100, eps: float | None = None, seed: int = 0
@@ -204,30 +200,27 @@ def hop_skip_jump_with_stats(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
     """
     queries, init_tries, probes, eps = _check_hsj_arguments(x, targeted, queries, init_x, init_tries, probes, eps)
     shape, d = x.shape[1:], x[0].numel()
-    x, generator = x.detach().to(device_of(model)), torch.Generator().manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
     theta = 1 / (d * math.sqrt(d))                     # θ = d^(−3/2), their binary-search tolerance for L2
     search_steps = _halvings(theta)                    # queries in one full binary search
-    with attack_mode(model), torch.no_grad():
-        logits = model(x)                              # query 1: the clean image
-        # the labels are checked against the clean query, so that validation costs the attacker nothing
-        y = check_labels(y, logits.shape[1], batch_size=len(x), name="target" if targeted else "y").to(x.device)
-        x = x.flatten(1)
-        ask = _Oracle(model, x, y, targeted, queries, logits, shape)
-        rows = (ask.best_distance > 0).nonzero().flatten()    # images not adversarial yet
-        if len(rows):
-            if init_x is not None:
-                starts = init_x.detach().to(x).flatten(1)[rows]
-                found = ask(rows, starts)
-                if not found.all():
-                    bad = rows[~found].tolist()
-                    raise ValueError(f"init_x must be adversarial for every image attacked (classified as "
-                                     f"{'the target' if targeted else 'a class other than y'}); it is not for "
-                                     f"images {bad}")
-            else:
-                starts, found = _random_starts(ask, rows, d, init_tries, generator, x.dtype)
-            rows, starts = rows[found], starts[found]
-            x_t = _boundary_search(ask, rows, x[rows], starts, theta)
-            _attack(ask, rows, x, x_t, theta, search_steps, probes, eps, generator)
+    logits, y, _, _ = clean_query(model, x, y, targeted=targeted, name="target" if targeted else "y")   # query 1
+    x = x.flatten(1)
+    ask = _Oracle(model, x, y, targeted, queries, logits, shape)
+    rows = (ask.best_distance > 0).nonzero().flatten()    # images not adversarial yet
+    if len(rows):
+        if init_x is not None:
+            starts = init_x.detach().to(x).flatten(1)[rows]
+            found = ask(rows, starts)
+            if not found.all():
+                bad = rows[~found].tolist()
+                raise ValueError(f"init_x must be adversarial for every image attacked (classified as "
+                                 f"{'the target' if targeted else 'a class other than y'}); it is not for "
+                                 f"images {bad}")
+        else:
+            starts, found = _random_starts(ask, rows, d, init_tries, generator, x.dtype)
+        rows, starts = rows[found], starts[found]
+        x_t = _boundary_search(ask, rows, x[rows], starts, theta)
+        _attack(ask, rows, x, x_t, theta, search_steps, probes, eps, generator)
     success = ask.best_distance < torch.inf if eps is None else ask.best_distance <= eps
     return ask.best.view(-1, *shape), success, ask.used
 
@@ -257,7 +250,7 @@ def _attack(ask, rows, x, x_t, theta, search_steps, probes, eps, generator) -> N
         t += 1
 
 
-@returns_on_input_device
+@attack(eps=False, labels_from="query")
 def hop_skip_jump(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, targeted: bool = False,
                   queries: int = 1000, init_x: torch.Tensor | None = None, init_tries: int = 100,
                   probes: int = 100, eps: float | None = None, seed: int = 0) -> torch.Tensor:
@@ -282,6 +275,6 @@ def hop_skip_jump(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, targete
     model evaluations (:func:`hop_skip_jump_with_stats` says how many).  Random numbers come from a CPU
     generator seeded by ``seed``, so a seed gives the same search on every device.
     """
-    x_adv, _, _ = hop_skip_jump_with_stats(model, x, y, targeted=targeted, queries=queries, init_x=init_x,
+    x_adv, _, _ = hop_skip_jump_with_stats.inner(model, x, y, targeted=targeted, queries=queries, init_x=init_x,
                                            init_tries=init_tries, probes=probes, eps=eps, seed=seed)
     return x_adv

@@ -17,15 +17,13 @@ iterations.  All samples of all images still attacked are one forward batch per 
 """
 from __future__ import annotations
 
-import math
-from numbers import Integral, Real
+from numbers import Integral
 
 import torch
 from torch import nn
 
-from .core import attack_mode, attack_succeeded, logit_margins, project, returns_on_input_device, steepest_ascent
-from ..device import device_of
-from ..validation import check_eps, check_images, check_labels, check_norm, check_positive_int
+from .core import attack, attack_succeeded, clean_query, logit_margins, project, steepest_ascent
+from ..validation import check_norm, check_positive, check_positive_int
 
 __all__ = ["margin_loss", "nes_attack", "nes_attack_with_stats", "nes_gradient"]
 
@@ -54,23 +52,16 @@ def nes_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor, samples: in
 
 
 def _check_nes_arguments(x, norm, queries, samples, sigma, step_size, eps):
-    check_images(x, "x")
-    if x.dim() < 2:
-        raise ValueError(f"x must be a batch (N, ...), got shape {tuple(x.shape)}")
     norm = check_norm(norm)
     queries = check_positive_int(queries, "queries")
     if isinstance(samples, bool) or not isinstance(samples, Integral) or samples < 2 or samples % 2:
         raise ValueError(f"samples must be an even integer >= 2 (antithetic pairs), got {samples!r}")
-    if isinstance(sigma, bool) or not isinstance(sigma, Real) or not (0 < sigma < math.inf):
-        raise ValueError(f"sigma must be a finite number > 0, got {sigma!r}")
-    if step_size is None:
-        step_size = eps / 5
-    elif isinstance(step_size, bool) or not isinstance(step_size, Real) or not (0 < step_size < math.inf):
-        raise ValueError(f"step_size must be a finite number > 0 (or None), got {step_size!r}")
-    return norm, queries, int(samples), float(sigma), float(step_size)
+    sigma = check_positive(sigma, "sigma")
+    step_size = eps / 5 if step_size is None else check_positive(step_size, "step_size")
+    return norm, queries, int(samples), sigma, float(step_size)
 
 
-@returns_on_input_device
+@attack(labels_from="query")
 def nes_attack_with_stats(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, *, norm="inf",
                           queries: int = 1000, samples: int = 50, sigma: float = 0.001,
                           step_size: float | None = None, seed: int = 0
@@ -81,31 +72,25 @@ def nes_attack_with_stats(model: nn.Module, x: torch.Tensor, y: torch.Tensor, ep
     iteration (the estimate, then the new iterate), and only while a whole iteration fits in the budget.
     An image misclassified when clean uses exactly one and comes back unchanged; a fooled image stops.
     """
-    eps = check_eps(eps)
     norm, queries, samples, sigma, step_size = _check_nes_arguments(x, norm, queries, samples, sigma, step_size, eps)
-    x, generator = x.detach().to(device_of(model)), torch.Generator().manual_seed(seed)
-    with attack_mode(model), torch.no_grad():
-        outputs = model(x)                                      # query 1: the clean image
-        # the labels are checked against the clean query, so that validation costs the attacker nothing
-        y = check_labels(y, outputs.shape[1], batch_size=len(x)).to(x.device)
-        success = attack_succeeded(outputs, y, False)
-        used = torch.ones(len(x), dtype=torch.int64, device=x.device)
-        x_adv = x.clone()
-        rows = (~success).nonzero().flatten() if eps > 0 else success.nonzero().flatten()[:0]
-        # the images still attacked have all used the same queries: 1 + k (samples + 1) after k iterations
-        for _ in range((queries - 1) // (samples + 1)):
-            if len(rows) == 0:
-                break
-            g = nes_gradient(model, x_adv[rows], y[rows], samples, sigma, generator)
-            x_adv[rows] = project(x_adv[rows] + step_size * steepest_ascent(g, norm), x[rows], eps, norm)
-            fooled = attack_succeeded(model(x_adv[rows]), y[rows], False)   # query the new iterate
-            used[rows] += samples + 1
-            success[rows] = fooled
-            rows = rows[~fooled]
+    generator = torch.Generator().manual_seed(seed)
+    _, y, success, used = clean_query(model, x, y)              # query 1: the clean image
+    x_adv = x.clone()
+    rows = (~success).nonzero().flatten() if eps > 0 else success.nonzero().flatten()[:0]
+    # the images still attacked have all used the same queries: 1 + k (samples + 1) after k iterations
+    for _ in range((queries - 1) // (samples + 1)):
+        if len(rows) == 0:
+            break
+        g = nes_gradient(model, x_adv[rows], y[rows], samples, sigma, generator)
+        x_adv[rows] = project(x_adv[rows] + step_size * steepest_ascent(g, norm), x[rows], eps, norm)
+        fooled = attack_succeeded(model(x_adv[rows]), y[rows], False)   # query the new iterate
+        used[rows] += samples + 1
+        success[rows] = fooled
+        rows = rows[~fooled]
     return x_adv, success, used
 
 
-@returns_on_input_device
+@attack(labels_from="query")
 def nes_attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, *, norm="inf",
                queries: int = 1000, samples: int = 50, sigma: float = 0.001, step_size: float | None = None,
                seed: int = 0) -> torch.Tensor:
@@ -123,6 +108,6 @@ def nes_attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, *
     passes (:func:`nes_attack_with_stats` says how many).  Random numbers come from a CPU generator seeded
     by ``seed``, so a seed gives the same search on every device.
     """
-    x_adv, _, _ = nes_attack_with_stats(model, x, y, eps, norm=norm, queries=queries, samples=samples, sigma=sigma,
+    x_adv, _, _ = nes_attack_with_stats.inner(model, x, y, eps, norm=norm, queries=queries, samples=samples, sigma=sigma,
                                         step_size=step_size, seed=seed)
     return x_adv

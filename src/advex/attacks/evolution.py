@@ -22,9 +22,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .core import attack_mode, attack_succeeded, returns_on_input_device
-from ..device import device_of
-from ..validation import check_images, check_labels, check_positive_int
+from .core import attack, attack_succeeded, clean_query
+from ..validation import check_positive_int
 
 __all__ = ["pixel_attack", "pixel_attack_with_stats"]
 
@@ -178,7 +177,6 @@ def _evolve(model, x, y, targeted, pixels, population, iterations, mutation, gen
 
 
 def _check_arguments(x, pixels, population, iterations, mutation, targeted) -> tuple[int, int, int, float]:
-    check_images(x, "x")
     if x.dim() != 4:
         raise ValueError(f"x must be a batch of images (N, C, H, W), got shape {tuple(x.shape)}")
     pixels = check_positive_int(pixels, "pixels")
@@ -197,7 +195,7 @@ def _check_arguments(x, pixels, population, iterations, mutation, targeted) -> t
     return pixels, int(population), int(iterations), float(mutation)
 
 
-@returns_on_input_device
+@attack(eps=False, labels_from="query")
 def pixel_attack_with_stats(model: nn.Module, x: torch.Tensor, y: torch.Tensor, pixels: int = 1, *,
                             targeted: bool = False, population: int = 400, iterations: int = 100,
                             mutation: float = 0.5, seed: int = 0
@@ -208,24 +206,17 @@ def pixel_attack_with_stats(model: nn.Module, x: torch.Tensor, y: torch.Tensor, 
     image the model already gets wrong (untargeted) or already puts in its target class (targeted) uses exactly
     one and comes back unchanged.
     """
-    # attack_inputs would spend a forward pass on counting the classes: the labels are checked against the
-    # logits of the clean query instead, so that validation costs the black-box attacker nothing
     pixels, population, iterations, mutation = _check_arguments(x, pixels, population, iterations, mutation,
                                                                 targeted)
-    x, generator = x.detach().to(device_of(model)), torch.Generator().manual_seed(seed)
-    with attack_mode(model), torch.no_grad():
-        logits = model(x)                                         # query 1: the clean image
-        y = check_labels(y, logits.shape[1], batch_size=len(x)).to(x.device)
-        success = attack_succeeded(logits, y, targeted)
-        used = torch.ones(len(x), dtype=torch.int64, device=x.device)
-        x_adv = x.clone()
-        if not success.all():
-            _evolve(model, x, y, targeted, pixels, population, iterations, mutation, generator, x_adv, success,
-                    used)
+    generator = torch.Generator().manual_seed(seed)
+    _, y, success, used = clean_query(model, x, y, targeted=targeted)     # query 1: the clean image
+    x_adv = x.clone()
+    if not success.all():
+        _evolve(model, x, y, targeted, pixels, population, iterations, mutation, generator, x_adv, success, used)
     return x_adv, success, used
 
 
-@returns_on_input_device
+@attack(eps=False, labels_from="query")
 def pixel_attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, pixels: int = 1, *, targeted: bool = False,
                  population: int = 400, iterations: int = 100, mutation: float = 0.5, seed: int = 0
                  ) -> torch.Tensor:
@@ -257,6 +248,6 @@ def pixel_attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, pixels: int
     populations of all images still searched are evaluated as one batch.  Random numbers come from a generator
     seeded by ``seed``, drawn on the CPU, so a seed gives the same search on every device.
     """
-    x_adv, _, _ = pixel_attack_with_stats(model, x, y, pixels, targeted=targeted, population=population,
+    x_adv, _, _ = pixel_attack_with_stats.inner(model, x, y, pixels, targeted=targeted, population=population,
                                           iterations=iterations, mutation=mutation, seed=seed)
     return x_adv

@@ -16,28 +16,28 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .core import (attack_inputs, attack_mode, attack_succeeded, cross_entropy_per_example, input_gradient,
-                   per_example, project, random_offset, returns_on_input_device, steepest_ascent)
-from ..validation import check_eps, check_norm, check_positive_int
+from .core import (attack, attack_succeeded, cross_entropy_per_example, input_gradient, per_example, project,
+                   random_offset, steepest_ascent)
+from ..validation import check_non_negative, check_norm, check_positive_int
+
+__all__ = ["COMPACT_BELOW", "SURVIVOR_CHECK_EVERY", "bim", "bim_steps", "fgsm", "fgsm_direction", "pgd", "pgd_with_stats"]
 
 #: with ``early_stop`` on an accelerator: count the survivors every this many steps, compact when they
 #: are at most this share of the batch (on the CPU: every step, at any shrink)
 SURVIVOR_CHECK_EVERY, COMPACT_BELOW = 4, 0.5
 
 
-@returns_on_input_device
+@attack(eps=False)
 def fgsm_direction(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, targeted: bool = False) -> torch.Tensor:
     """sign(∇ₓ J(θ, x, y)) (Goodfellow, Shlens & Szegedy 2015, §4): FGSM at ε is clip(x + ε · this).
 
     It does not depend on ε, so one gradient serves a whole sweep over ε (or a line through x).
     With ``targeted=True``, ``y`` holds target classes and the sign descends their loss.
     """
-    x, y, _ = attack_inputs(model, x, y)
-    with attack_mode(model):
-        return input_gradient(model, x, y, targeted).sign()
+    return input_gradient(model, x, y, targeted).sign()
 
 
-@returns_on_input_device
+@attack()
 def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, *, targeted: bool = False) -> torch.Tensor:
     """Fast gradient sign method (Goodfellow, Shlens & Szegedy 2015, §4).
 
@@ -45,10 +45,7 @@ def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, *, targ
     first-order change of the loss J under ‖η‖∞ ≤ ε.  With ``targeted=True``,
     ``y`` holds the target classes and the step goes down their loss.
     """
-    x, y, eps = attack_inputs(model, x, y, eps)
-    with attack_mode(model):
-        grad = input_gradient(model, x, y, targeted)
-    return (x + eps * grad.sign()).clamp(0.0, 1.0)
+    return (x + eps * input_gradient(model, x, y, targeted).sign()).clamp(0.0, 1.0)
 
 
 class _Best:
@@ -123,7 +120,7 @@ def _ascend(model, x, y, start, best: _Best, *, eps, norm, steps, step_size, tar
     return gradients
 
 
-@returns_on_input_device
+@attack()
 def pgd_with_stats(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, *, norm="inf", steps: int = 40,
                    step_size: float | None = None, random_start: bool = True, restarts: int = 1, targeted: bool = False,
                    early_stop: bool = False, seed: int = 0, already_lost: torch.Tensor | None = None
@@ -134,33 +131,31 @@ def pgd_with_stats(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: floa
     (e.g. misclassified when clean).  The random starts are still drawn for the whole batch, so every
     other example gets exactly the starts it would get without the mask.
     """
-    x, y, eps = attack_inputs(model, x, y, eps)
     norm = check_norm(norm)
     steps = check_positive_int(steps, "steps")
     restarts = check_positive_int(restarts, "restarts")
-    step_size = 2.5 * eps / steps if step_size is None else check_eps(step_size, "step_size")
+    step_size = 2.5 * eps / steps if step_size is None else check_non_negative(step_size, "step_size")
     generator = torch.Generator().manual_seed(seed)   # on the CPU: the same starts on every device (random_offset)
     best, gradients = _Best(x), 0
     if already_lost is not None and early_stop:
         best.success |= already_lost.to(x.device)
-    with attack_mode(model):
-        for _ in range(restarts):
-            start = x + random_offset(x, eps, norm, generator) if random_start else x
-            if early_stop:  # a restart only helps the examples not fooled yet, and only they are attacked
-                rows = (~best.success).nonzero().flatten()
-                if len(rows) == 0:
-                    break
-                if len(rows) == len(x):
-                    rows = None
-            else:
+    for _ in range(restarts):
+        start = x + random_offset(x, eps, norm, generator) if random_start else x
+        if early_stop:  # a restart only helps the examples not fooled yet, and only they are attacked
+            rows = (~best.success).nonzero().flatten()
+            if len(rows) == 0:
+                break
+            if len(rows) == len(x):
                 rows = None
-            pick = (lambda t: t) if rows is None else (lambda t: t[rows])
-            gradients += _ascend(model, pick(x), pick(y), pick(start), best, eps=eps, norm=norm, steps=steps,
-                                 step_size=step_size, targeted=targeted, early_stop=early_stop, rows=rows)
+        else:
+            rows = None
+        pick = (lambda t: t) if rows is None else (lambda t: t[rows])
+        gradients += _ascend(model, pick(x), pick(y), pick(start), best, eps=eps, norm=norm, steps=steps,
+                             step_size=step_size, targeted=targeted, early_stop=early_stop, rows=rows)
     return best.x_adv.detach(), best.success, gradients
 
 
-@returns_on_input_device
+@attack()
 def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, *, norm="inf", steps: int = 40,
         step_size: float | None = None, random_start: bool = True, restarts: int = 1, targeted: bool = False,
         early_stop: bool = False, seed: int = 0) -> torch.Tensor:
@@ -173,7 +168,7 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, *, norm=
     all of them.  ``targeted=True`` descends the loss of the target classes ``y``.  ``early_stop``
     freezes an example at its first successful iterate.
     """
-    x_adv, _, _ = pgd_with_stats(model, x, y, eps, norm=norm, steps=steps, step_size=step_size, random_start=random_start,
+    x_adv, _, _ = pgd_with_stats.inner(model, x, y, eps, norm=norm, steps=steps, step_size=step_size, random_start=random_start,
                                  restarts=restarts, targeted=targeted, early_stop=early_stop, seed=seed)
     return x_adv
 
@@ -183,7 +178,7 @@ def bim_steps(eps: float) -> int:
     return max(1, int(min(255 * eps + 4, 1.25 * 255 * eps)))
 
 
-@returns_on_input_device
+@attack()
 def bim(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, *, steps: int | None = None,
         step_size: float = 1 / 255, targeted: bool = False, early_stop: bool = False) -> torch.Tensor:
     """Basic iterative method, also called I-FGSM (Kurakin, Goodfellow & Bengio 2017, §2.1).
@@ -192,7 +187,6 @@ def bim(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, *, steps
     α (default one grey level, 1/255) and clipped back to the ε-box and [0, 1] after each one.
     ``steps`` defaults to :func:`bim_steps` (ε).  It is PGD L∞ without the random start.
     """
-    eps = check_eps(eps)
     steps = bim_steps(eps) if steps is None else steps
-    return pgd(model, x, y, eps, norm="inf", steps=steps, step_size=step_size, random_start=False,
+    return pgd.inner(model, x, y, eps, norm="inf", steps=steps, step_size=step_size, random_start=False,
                targeted=targeted, early_stop=early_stop)

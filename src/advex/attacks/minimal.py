@@ -15,19 +15,14 @@ from scipy.optimize import Bounds, minimize
 from torch import nn
 from torch.nn import functional as F
 
-from .core import attack_inputs, attack_mode, attack_succeeded, l2_norms, per_example, returns_on_input_device
-from ..validation import check_eps, check_positive_int
+from .core import attack, attack_succeeded, l2_norms, per_example
+from ..validation import check_non_negative, check_positive, check_positive_int
+
+__all__ = ["check_positive_real", "deepfool", "lbfgs_attack"]
 
 
-def check_positive_real(value, name: str) -> float:
-    """A finite real number > 0 (a weight c, a learning rate)."""
-    try:
-        checked = check_eps(value, name)
-    except ValueError:
-        checked = 0.0
-    if not checked > 0:
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-    return checked
+#: the name :func:`advex.validation.check_positive` had here before it moved to the bottom layer
+check_positive_real = check_positive
 
 
 def _class_gradients(model: nn.Module, x: torch.Tensor, classes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -44,7 +39,7 @@ def _class_gradients(model: nn.Module, x: torch.Tensor, classes: torch.Tensor) -
     return logits.detach(), torch.stack(grads, dim=1)
 
 
-@returns_on_input_device
+@attack(eps=False)
 def deepfool(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, steps: int = 50, overshoot: float = 0.02,
              candidates: int | None = 10) -> torch.Tensor:
     """DeepFool (Moosavi-Dezfooli et al. 2016, Algorithm 2), untargeted, L2.
@@ -59,36 +54,34 @@ def deepfool(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, steps: int =
     implementation restricts ImageNet to the 10 most likely classes in the same way
     (``num_classes=10``): the nearest boundary is almost always one of them.
     """
-    x, y, _ = attack_inputs(model, x, y)
     steps = check_positive_int(steps, "steps")
-    overshoot = check_eps(overshoot, "overshoot")
+    overshoot = check_non_negative(overshoot, "overshoot")
     candidates = None if candidates is None else check_positive_int(candidates, "candidates")
     device = x.device
     total = torch.zeros_like(x)
     x_adv = x.clone()
     active = torch.arange(len(x), device=device)
-    with attack_mode(model):
-        with torch.no_grad():  # the candidate classes are chosen once, at the clean input; y is always one of them
-            clean = model(x)
-            keep = clean.shape[1] if candidates is None else min(candidates, clean.shape[1])
-            classes = torch.cat([clean.topk(keep, dim=1).indices, y[:, None]], dim=1)
-        for _ in range(steps):
-            logits, grads = _class_gradients(model, x_adv[active], classes[active])
-            still_correct = ~attack_succeeded(logits, y[active], targeted=False)   # over all K classes
-            active, logits, grads = active[still_correct], logits[still_correct], grads[still_correct]
-            if len(active) == 0:
-                break
-            candidate, true = classes[active], y[active]
-            f_diff = logits.gather(1, candidate) - logits.gather(1, true[:, None])      # f'_k
-            w_diff = grads - grads[:, -1:]                                              # w'_k (y is the last column)
-            w_norm = w_diff.flatten(2).norm(dim=2).clamp_min(1e-8)                      # ‖w'_k‖₂
-            distance = (f_diff.abs() / w_norm).masked_fill(candidate == true[:, None], torch.inf)  # k ≠ y
-            nearest = distance.argmin(1)
-            rows = torch.arange(len(active), device=device)
-            w_l = w_diff[rows, nearest]
-            r = per_example((f_diff[rows, nearest].abs() + 1e-4) / w_norm[rows, nearest] ** 2, w_l) * w_l
-            total[active] += r
-            x_adv[active] = (x[active] + (1 + overshoot) * total[active]).clamp(0.0, 1.0)
+    # the candidate classes are chosen once, at the clean input; y is always one of them
+    clean = model(x)
+    keep = clean.shape[1] if candidates is None else min(candidates, clean.shape[1])
+    classes = torch.cat([clean.topk(keep, dim=1).indices, y[:, None]], dim=1)
+    for _ in range(steps):
+        logits, grads = _class_gradients(model, x_adv[active], classes[active])
+        still_correct = ~attack_succeeded(logits, y[active], targeted=False)   # over all K classes
+        active, logits, grads = active[still_correct], logits[still_correct], grads[still_correct]
+        if len(active) == 0:
+            break
+        candidate, true = classes[active], y[active]
+        f_diff = logits.gather(1, candidate) - logits.gather(1, true[:, None])      # f'_k
+        w_diff = grads - grads[:, -1:]                                              # w'_k (y is the last column)
+        w_norm = w_diff.flatten(2).norm(dim=2).clamp_min(1e-8)                      # ‖w'_k‖₂
+        distance = (f_diff.abs() / w_norm).masked_fill(candidate == true[:, None], torch.inf)  # k ≠ y
+        nearest = distance.argmin(1)
+        rows = torch.arange(len(active), device=device)
+        w_l = w_diff[rows, nearest]
+        r = per_example((f_diff[rows, nearest].abs() + 1e-4) / w_norm[rows, nearest] ** 2, w_l) * w_l
+        total[active] += r
+        x_adv[active] = (x[active] + (1 + overshoot) * total[active]).clamp(0.0, 1.0)
     return x_adv.detach()
 
 
@@ -113,7 +106,7 @@ def _lbfgs_minimise(model, x, target, c, max_iter) -> torch.Tensor:
     return torch.from_numpy(result.x).to(device=device, dtype=dtype).view(shape)
 
 
-@returns_on_input_device
+@attack(eps=False, labels="target")
 def lbfgs_attack(model: nn.Module, x: torch.Tensor, target: torch.Tensor, *, search_steps: int = 8,
                  initial_c: float = 1.0, max_iter: int = 100) -> torch.Tensor:
     """Box-constrained L-BFGS (Szegedy et al. 2014, §4.1), targeted.
@@ -126,10 +119,9 @@ def lbfgs_attack(model: nn.Module, x: torch.Tensor, target: torch.Tensor, *, sea
     classified as the target l, the one with the smallest ‖r‖₂ (normally that of the largest
     successful c, since a larger c weighs ‖r‖ more); ``x`` itself where none was.
     """
-    x, target, _ = attack_inputs(model, x, target, y_name="target")
     search_steps = check_positive_int(search_steps, "search_steps")
     max_iter = check_positive_int(max_iter, "max_iter")
-    initial_c = check_positive_real(initial_c, "initial_c")
+    initial_c = check_positive(initial_c, "initial_c")
     device = x.device
     n = len(x)
     c = torch.full((n,), initial_c, device=device, dtype=x.dtype)
@@ -137,18 +129,16 @@ def lbfgs_attack(model: nn.Module, x: torch.Tensor, target: torch.Tensor, *, sea
     high = torch.full((n,), torch.inf, device=device, dtype=x.dtype)  # smallest c known to fail
     best = x.clone()
     best_norm = torch.full((n,), torch.inf, device=device, dtype=x.dtype)
-    with attack_mode(model):
-        for _ in range(search_steps):
-            candidate = torch.cat([_lbfgs_minimise(model, x[i:i + 1], target[i:i + 1], c[i], max_iter)
-                                   for i in range(n)])
-            with torch.no_grad():
-                success = attack_succeeded(model(candidate), target, targeted=True)
-            norms = l2_norms(candidate - x)
-            improved = success & (norms < best_norm)
-            best = torch.where(per_example(improved, x), candidate, best)
-            best_norm = torch.where(improved, norms, best_norm)
-            low = torch.where(success, torch.maximum(low, c), low)
-            high = torch.where(success, high, torch.minimum(high, c))
-            # more weight on ‖r‖ after a success, less after a failure; bisect geometrically once bracketed
-            c = torch.where(torch.isinf(high), c * 10, torch.where(low > 0, (low * high).sqrt(), c / 10))
+    for _ in range(search_steps):
+        candidate = torch.cat([_lbfgs_minimise(model, x[i:i + 1], target[i:i + 1], c[i], max_iter)
+                               for i in range(n)])
+        success = attack_succeeded(model(candidate), target, targeted=True)
+        norms = l2_norms(candidate - x)
+        improved = success & (norms < best_norm)
+        best = torch.where(per_example(improved, x), candidate, best)
+        best_norm = torch.where(improved, norms, best_norm)
+        low = torch.where(success, torch.maximum(low, c), low)
+        high = torch.where(success, high, torch.minimum(high, c))
+        # more weight on ‖r‖ after a success, less after a failure; bisect geometrically once bracketed
+        c = torch.where(torch.isinf(high), c * 10, torch.where(low > 0, (low * high).sqrt(), c / 10))
     return best.detach()

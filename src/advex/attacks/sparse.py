@@ -17,8 +17,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .core import attack_inputs, attack_mode, attack_succeeded, logit_margins, returns_on_input_device
+from .core import attack, attack_succeeded, logit_margins
 from ..validation import check_positive_int
+
+__all__ = ["greedy_pixels", "one_pixel_exhaustive"]
 
 
 def _check_values(values) -> torch.Tensor:
@@ -31,12 +33,11 @@ def _check_values(values) -> torch.Tensor:
     return values.unique()
 
 
-def _check_inputs(model, x, y, batch_size):
-    """An L0 attack has no ε: this checks the box, labels and batch and moves them to the model's device."""
-    x, y, _ = attack_inputs(model, x, y)
+def _check_inputs(x, batch_size) -> int:
+    """An L0 attack has no ε; :func:`.core.attack` checked the box and labels, this the layout and batch size."""
     if x.dim() != 4:
         raise ValueError(f"x must be a batch of images (N, C, H, W), got shape {tuple(x.shape)}")
-    return x, y, check_positive_int(batch_size, "batch_size")
+    return check_positive_int(batch_size, "batch_size")
 
 
 def _best_one_pixel(model, x, y, values, batch_size):
@@ -66,7 +67,7 @@ def _best_one_pixel(model, x, y, values, batch_size):
     return x_adv.view_as(x)
 
 
-@returns_on_input_device
+@attack(eps=False)
 def one_pixel_exhaustive(model: nn.Module, x: torch.Tensor, y: torch.Tensor, values=(0.0, 1.0), *,
                          batch_size: int = 1024) -> torch.Tensor:
     """The best single-pixel change of every image, found by trying them all.
@@ -81,13 +82,12 @@ def one_pixel_exhaustive(model: nn.Module, x: torch.Tensor, y: torch.Tensor, val
     Returns the adversarial images; which of them fool the model is :func:`advex.evaluate.correct`'s
     business, and :func:`advex.evaluate.pixels_to_fool` counts the pixels.
     """
-    x, y, batch_size = _check_inputs(model, x, y, batch_size)
+    batch_size = _check_inputs(x, batch_size)
     values = _check_values(values)
-    with attack_mode(model), torch.no_grad():
-        return _best_one_pixel(model, x, y, values, batch_size)
+    return _best_one_pixel(model, x, y, values, batch_size)
 
 
-@returns_on_input_device
+@attack(eps=False)
 def greedy_pixels(model: nn.Module, x: torch.Tensor, y: torch.Tensor, max_pixels: int = 3, values=(0.0, 1.0), *,
                   batch_size: int = 1024) -> torch.Tensor:
     """Greedy multi-pixel attack: repeat the exhaustive one-pixel step on the images not yet fooled.
@@ -100,15 +100,14 @@ def greedy_pixels(model: nn.Module, x: torch.Tensor, y: torch.Tensor, max_pixels
 
     Returns the adversarial images.
     """
-    x, y, batch_size = _check_inputs(model, x, y, batch_size)
+    batch_size = _check_inputs(x, batch_size)
     max_pixels = check_positive_int(max_pixels, "max_pixels")
     values = _check_values(values)
-    with attack_mode(model), torch.no_grad():
-        x_adv = x.clone()
-        active = (~attack_succeeded(model(x), y, targeted=False)).nonzero()[:, 0]
-        for _ in range(max_pixels):
-            if len(active) == 0:
-                break
-            x_adv[active] = _best_one_pixel(model, x_adv[active], y[active], values, batch_size)
-            active = active[~attack_succeeded(model(x_adv[active]), y[active], targeted=False)]
+    x_adv = x.clone()
+    active = (~attack_succeeded(model(x), y, targeted=False)).nonzero()[:, 0]
+    for _ in range(max_pixels):
+        if len(active) == 0:
+            break
+        x_adv[active] = _best_one_pixel(model, x_adv[active], y[active], values, batch_size)
+        active = active[~attack_succeeded(model(x_adv[active]), y[active], targeted=False)]
     return x_adv

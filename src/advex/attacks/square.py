@@ -30,10 +30,9 @@ from numbers import Real
 import torch
 from torch import nn
 
-from .core import (attack_mode, attack_succeeded, l2_norms, logit_margins, per_example,
-                   returns_on_input_device)
-from ..device import device_of
-from ..validation import check_eps, check_images, check_labels, check_norm, check_positive_int
+from .core import (attack, attack_succeeded, clean_query, l2_norms, logit_margins, per_example,
+                   )
+from ..validation import check_norm, check_positive_int
 
 __all__ = ["square_attack", "square_attack_with_stats", "square_fraction", "square_side"]
 
@@ -303,7 +302,7 @@ def _check_square_arguments(x, norm, queries, p_init) -> tuple[str, int, float]:
     return norm, queries, float(p_init)
 
 
-@returns_on_input_device
+@attack(labels_from="query")
 def square_attack_with_stats(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, *, norm="inf",
                              queries: int = 5000, p_init: float | None = None, seed: int = 0
                              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -312,25 +311,17 @@ def square_attack_with_stats(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
     An image uses at most ``queries`` forward passes, the clean one included; an image misclassified when
     clean uses exactly one and comes back unchanged.
     """
-    # attack_inputs would spend a forward pass on counting the classes: here the labels are checked against
-    # the logits of the clean query instead, so that validation costs the black-box attacker nothing
-    eps = check_eps(eps)
-    check_images(x, "x")
     norm, queries, p_init = _check_square_arguments(x, norm, queries, p_init)
-    x, generator = x.detach().to(device_of(model)), torch.Generator().manual_seed(seed)
-    with attack_mode(model), torch.no_grad():
-        logits = model(x)                                         # query 1: the clean image
-        y = check_labels(y, logits.shape[1], batch_size=len(x)).to(x.device)
-        success = attack_succeeded(logits, y, False)
-        used = torch.ones(len(x), dtype=torch.int64, device=x.device)
-        x_adv = x.clone()
-        if eps > 0 and queries > 1 and not success.all():      # with ε = 0 there is nothing to search
-            search = (_linf_search if norm == "inf" else _l2_search)(eps, p_init, queries, generator)
-            _search(model, x, y, queries, search, x_adv, success, used)
+    generator = torch.Generator().manual_seed(seed)
+    _, y, success, used = clean_query(model, x, y)               # query 1: the clean image
+    x_adv = x.clone()
+    if eps > 0 and queries > 1 and not success.all():          # with ε = 0 there is nothing to search
+        search = (_linf_search if norm == "inf" else _l2_search)(eps, p_init, queries, generator)
+        _search(model, x, y, queries, search, x_adv, success, used)
     return x_adv, success, used
 
 
-@returns_on_input_device
+@attack(labels_from="query")
 def square_attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, *, norm="inf",
                   queries: int = 5000, p_init: float | None = None, seed: int = 0) -> torch.Tensor:
     """Square attack in the L∞ or L2 ball (Andriushchenko, Croce, Flammarion & Hein 2020, Algorithm 1 with the
@@ -353,5 +344,5 @@ def square_attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float
     images stop; each image uses at most ``queries`` forward passes, the clean one included.  Random numbers
     come from a generator seeded by ``seed``, drawn on the CPU, so a seed gives the same search on every device.
     """
-    x_adv, _, _ = square_attack_with_stats(model, x, y, eps, norm=norm, queries=queries, p_init=p_init, seed=seed)
+    x_adv, _, _ = square_attack_with_stats.inner(model, x, y, eps, norm=norm, queries=queries, p_init=p_init, seed=seed)
     return x_adv

@@ -19,7 +19,9 @@ import torch
 from torch import nn
 
 from .core import attack_inputs, attack_mode, input_gradient, returns_on_input_device
-from ..validation import check_eps, check_images, check_positive_int
+from ..validation import check_images, check_non_negative, check_positive_int
+
+__all__ = ["add_template", "class_score", "class_scores_gradient", "follow_local_template", "local_templates", "unit_max"]
 
 
 def _with_classes(model: nn.Module, x: torch.Tensor, classes, name: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -45,7 +47,7 @@ def add_template(x: torch.Tensor, template: torch.Tensor, alpha: float) -> torch
     scaled so that its largest entry is 1: α is then the largest change of any
     pixel, ‖x̃ − x‖∞ ≤ α, comparable with FGSM's ε.
     """
-    alpha = check_eps(alpha, "alpha")
+    alpha = check_non_negative(alpha, "alpha")
     check_images(x, "x")
     if x.dim() < 2:
         raise ValueError(f"x must be a batch (N, ...), got shape {tuple(x.shape)}")
@@ -93,7 +95,7 @@ def follow_local_template(model: nn.Module, x: torch.Tensor, target, alpha: floa
     linear model every step adds the same w_t.  Each step changes any pixel by
     at most α/steps, so ‖x̃ − x‖∞ ≤ α.
     """
-    alpha = check_eps(alpha, "alpha")
+    alpha = check_non_negative(alpha, "alpha")
     steps = check_positive_int(steps, "steps")
     x, target = _with_classes(model, x, target, "target")
     adversarial = x.clone()

@@ -13,7 +13,6 @@ model may clip inside its forward pass).  :func:`gaussian_noise_loss` trains f f
 from __future__ import annotations
 
 from collections.abc import Sequence
-from numbers import Real
 
 import numpy as np
 import torch
@@ -25,8 +24,8 @@ from ..attacks.core import returns_on_input_device
 from ..device import device_of
 from ..modes import attack_mode
 from ..progress import progress
-from ..validation import check_eps, check_images, check_labels, check_model, check_positive_int
-from .transforms import ExpectationOverTransform, _check_positive
+from ..validation import check_eps, check_fraction, check_images, check_labels, check_model, check_positive, check_positive_int
+from .transforms import ExpectationOverTransform
 
 __all__ = ["ABSTAIN", "SmoothedSoftClassifier", "certified_accuracy", "certify", "clopper_pearson_lower",
            "gaussian_noise_loss", "predict", "sample_counts", "smoothed_probability"]
@@ -36,13 +35,11 @@ ABSTAIN = -1
 
 
 def _check_sigma(sigma) -> float:
-    return _check_positive(sigma, "sigma")   # the standard deviation of the noise
+    return check_positive(sigma, "sigma")   # the standard deviation of the noise
 
 
 def _check_alpha(alpha) -> float:
-    if isinstance(alpha, bool) or not isinstance(alpha, Real) or not 0 < alpha < 1:
-        raise ValueError(f"alpha must be a number in (0, 1) (the probability of a wrong answer), got {alpha!r}")
-    return float(alpha)
+    return check_fraction(alpha, "alpha", open_interval=True, meaning="the probability of a wrong answer")
 
 
 def _generator(generator, device: torch.device) -> torch.Generator:

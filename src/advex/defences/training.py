@@ -20,16 +20,17 @@ from torch.nn import functional as F
 
 from ..attacks import fgsm, fgsm_direction, pgd
 from ..evaluate import accuracy, robust_accuracy
-from ..validation import check_eps, check_positive_int
+from ..modes import attack_mode
+from ..validation import check_eps, check_fraction, check_non_negative, check_positive_int
 
 __all__ = ["fast_adversarial_loss", "goodfellow_adversarial_loss", "noise_augmented_loss", "pgd_adversarial_loss",
            "robustness_monitor"]
 
 
-def _check_alpha(alpha) -> float:
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 <= alpha <= 1:
-        raise ValueError(f"alpha must be a number in [0, 1], got {alpha!r}")
-    return float(alpha)
+# The objectives call the attacks' undecorated inner functions (``pgd.inner`` ...): the trainer hands them a
+# checked batch on the model's device, so the attack contract's checks (which wait for the device) and its
+# class-counting forward pass are not repeated on every minibatch.  They run in attack mode, without gradients,
+# as the decorated attacks would.
 
 
 def _fresh_seed() -> int:
@@ -49,8 +50,10 @@ def goodfellow_adversarial_loss(model: nn.Module, x: torch.Tensor, y: torch.Tens
 
     The FGSM example is recomputed for every minibatch from the current parameters.
     """
-    eps, alpha = check_eps(eps), _check_alpha(alpha)
-    return _mixed_loss(model, x, fgsm(model, x, y, eps), y, alpha)
+    eps, alpha = check_eps(eps), check_fraction(alpha, "alpha")
+    with attack_mode(model), torch.no_grad():
+        x_adv = fgsm.inner(model, x, y, eps)
+    return _mixed_loss(model, x, x_adv, y, alpha)
 
 
 def noise_augmented_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, noise: str,
@@ -61,7 +64,7 @@ def noise_augmented_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, 
     (Goodfellow et al. 2015, §6).  Both have the adversarial example's max-norm budget, but a random η
     is almost orthogonal to the loss gradient in 784 dimensions, so it barely moves the loss.
     """
-    eps, alpha = check_eps(eps), _check_alpha(alpha)
+    eps, alpha = check_eps(eps), check_fraction(alpha, "alpha")
     if noise == "sign":
         eta = eps * (2 * torch.randint(0, 2, x.shape, device=x.device, dtype=x.dtype) - 1)
     elif noise == "uniform":
@@ -78,7 +81,9 @@ def pgd_adversarial_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, 
     ``step_size`` defaults to 2.5 ε / steps (Madry et al.'s rule of thumb).
     """
     eps, steps = check_eps(eps), check_positive_int(steps, "steps")
-    x_adv = pgd(model, x, y, eps, steps=steps, step_size=step_size, random_start=True, seed=_fresh_seed())
+    seed = _fresh_seed()
+    with attack_mode(model), torch.no_grad():
+        x_adv = pgd.inner(model, x, y, eps, steps=steps, step_size=step_size, random_start=True, seed=seed)
     return F.cross_entropy(model(x_adv), y)
 
 
@@ -92,10 +97,12 @@ def fast_adversarial_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *,
     still does (:func:`robustness_monitor` shows it epoch by epoch).
     """
     eps = check_eps(eps)
-    step_size = 1.25 * eps if step_size is None else check_eps(step_size, "step_size")
+    step_size = 1.25 * eps if step_size is None else check_non_negative(step_size, "step_size")
     delta = eps * (2 * torch.rand(x.shape, device=x.device, dtype=x.dtype) - 1) if random_start else torch.zeros_like(x)
     start = (x + delta).clamp(0.0, 1.0)
-    x_adv = (start + step_size * fgsm_direction(model, start, y)).clamp(x - eps, x + eps).clamp(0.0, 1.0)
+    with attack_mode(model), torch.no_grad():
+        direction = fgsm_direction.inner(model, start, y)
+    x_adv = (start + step_size * direction).clamp(x - eps, x + eps).clamp(0.0, 1.0)
     return F.cross_entropy(model(x_adv), y)
 
 

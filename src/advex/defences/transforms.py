@@ -32,17 +32,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..validation import check_eps, check_model, check_positive_int
+from ..validation import check_model, check_positive, check_positive_int
 
 __all__ = ["BitDepthReduction", "ExpectationOverTransform", "GaussianBlur", "InputTransformDefence", "MajorityVote",
            "RandomNoise", "StraightThrough"]
-
-
-def _check_positive(value, name: str) -> float:
-    value = check_eps(value, name)
-    if value == 0:
-        raise ValueError(f"{name} must be > 0, got {value}")
-    return value
 
 
 class InputTransformDefence(nn.Module):
@@ -68,7 +61,7 @@ class GaussianBlur(InputTransformDefence):
 
     def __init__(self, model: nn.Module, sigma: float = 1.0):
         super().__init__(model)
-        self.sigma = _check_positive(sigma, "sigma")
+        self.sigma = check_positive(sigma, "sigma")
         radius = max(1, math.ceil(3 * self.sigma))
         offsets = torch.arange(-radius, radius + 1, dtype=torch.float32)
         kernel = torch.exp(-offsets**2 / (2 * self.sigma**2))
@@ -120,7 +113,7 @@ class RandomNoise(InputTransformDefence):
 
     def __init__(self, model: nn.Module, sigma: float = 0.3):
         super().__init__(model)
-        self.sigma = _check_positive(sigma, "sigma")
+        self.sigma = check_positive(sigma, "sigma")
 
     def transform(self, x: torch.Tensor) -> torch.Tensor:
         return (x + self.sigma * torch.randn_like(x)).clamp(0.0, 1.0)

@@ -11,14 +11,10 @@ import torch
 
 from ..device import device_of
 from ..models.linear import LogisticRegression
+from ..tensors import signed_labels
 from ..validation import check_eps
 
 __all__ = ["adversarial_penalty_weight", "margin_drop", "margins", "signed_labels", "worst_case_perturbation"]
-
-
-def signed_labels(y: torch.Tensor) -> torch.Tensor:
-    """Class indices {0, 1} -> the paper's labels {−1, +1} (as floats)."""
-    return 2.0 * y.float() - 1.0
 
 
 def worst_case_perturbation(model: LogisticRegression, y: torch.Tensor, eps: float) -> torch.Tensor:
