@@ -87,3 +87,21 @@ def test_built_reference_documents_every_exported_name(built_book):
         assert absent == [], f"the API reference does not document {package}: {absent}"
     linked = set(re.findall(r'href="[^"]*#(advex\.[^"]+)"', html))
     assert [name for name in advex.__all__ if not any(target.endswith("." + name) for target in linked & ids)] == []
+
+
+def test_plain_text_docstrings_become_valid_rest():
+    import sys
+
+    sys.path.insert(0, str(REPO / "book" / "_ext"))
+    try:
+        from api_reference import plain_text_to_rest
+    finally:
+        sys.path.pop(0)
+    lines = ["Shape (n, *image_shape); the norm |x| and ``|x|`` stay readable.",
+             "indices:   int64 (out, fan_in), each row",
+             "           distinct inputs.",
+             "Weights are set: as usual."]
+    assert plain_text_to_rest(lines) == [
+        r"Shape (n, \*image_shape); the norm \|x\| and ``|x|`` stay readable.", "",
+        "indices", "    int64 (out, fan_in), each row", "    distinct inputs.", "",
+        "Weights are set: as usual."]
