@@ -29,6 +29,9 @@ from .validation import check_images, check_labels, check_positive_int
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
+__all__ = ["LR_SCHEDULES", "PRECISIONS", "sgd_loss_curve", "train_classifier"]
+
+
 def _check_lr(lr) -> float:
     if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0 or lr == float("inf"):
         raise ValueError(f"lr must be a finite number > 0, got {lr!r}")

@@ -30,6 +30,8 @@ from ..device import get_device
 from .mnist import SmallCNN
 
 #: Folder of the shipped weights and their provenance files (package data).
+__all__ = ["PRETRAINED_MODELS", "PretrainedError", "PretrainedModel", "file_sha256", "pretrained", "provenance"]
+
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 
 #: The command that (re-)trains the shipped MNIST model on a GPU and writes it into WEIGHTS_DIR.
