@@ -44,13 +44,14 @@ NETS = {"mlp": (mlp, (1, 3, 4)), "conv": (conv_net, (1, 6, 6))}
 
 
 @settings(max_examples=15, deadline=None)
-@given(seed=st.integers(0, 10_000), eps=st.floats(0.0, 0.4), kind=st.sampled_from(sorted(NETS)))
-def test_bounds_contain_true_logits_and_crown_within_ibp(seed, eps, kind):
+@given(seed=st.integers(0, 10_000), eps=st.floats(0.0, 0.4), kind=st.sampled_from(sorted(NETS)),
+       intermediate=st.sampled_from(["crown", "ibp"]))
+def test_bounds_contain_true_logits_and_crown_within_ibp(seed, eps, kind, intermediate):
     build, shape = NETS[kind]
     model = build(seed)
     x = torch.rand(3, *shape, generator=torch.Generator().manual_seed(seed))
     ibp_lower, ibp_upper = interval_bounds(model, x.double(), eps)
-    crown_lower, crown_upper = crown_bounds(model, x, eps)
+    crown_lower, crown_upper = crown_bounds(model, x, eps, intermediate=intermediate)
     assert (crown_lower >= ibp_lower - 1e-12).all() and (crown_upper <= ibp_upper + 1e-12).all()
     assert (crown_lower <= crown_upper + 1e-12).all()
     for i in range(len(x)):
@@ -60,14 +61,15 @@ def test_bounds_contain_true_logits_and_crown_within_ibp(seed, eps, kind):
 
 
 @settings(max_examples=15, deadline=None)
-@given(seed=st.integers(0, 10_000), eps=st.floats(0.0, 0.4), kind=st.sampled_from(sorted(NETS)))
-def test_margin_bounds_are_sound_and_crown_never_looser(seed, eps, kind):
+@given(seed=st.integers(0, 10_000), eps=st.floats(0.0, 0.4), kind=st.sampled_from(sorted(NETS)),
+       intermediate=st.sampled_from(["crown", "ibp"]))
+def test_margin_bounds_are_sound_and_crown_never_looser(seed, eps, kind, intermediate):
     build, shape = NETS[kind]
     model = build(seed)
     x = torch.rand(3, *shape, generator=torch.Generator().manual_seed(seed + 1))
     y = torch.randint(0, 4, (3,), generator=torch.Generator().manual_seed(seed))
     ibp = interval_margin_bounds(model, x.double(), y, eps)
-    crown = crown_margin_bounds(model, x, y, eps)
+    crown = crown_margin_bounds(model, x, y, eps, intermediate=intermediate)
     assert (crown >= ibp - 1e-12).all()
     for i in range(len(x)):
         with torch.no_grad():
@@ -189,6 +191,7 @@ def test_lipschitz_bound_holds_and_certified_radii_are_safe():
     (lambda: verify_exactly(mlp(0), torch.rand(1, 3, 4), 0, 0.1, time_limit=0), "time_limit"),
     (lambda: verify_exactly(mlp(0), torch.rand(1, 3, 4), 0, -1.0), "eps"),
     (lambda: LipschitzMLP(hidden=()), "hidden"),
+    (lambda: crown_bounds(mlp(0), torch.rand(1, 1, 3, 4), 0.1, intermediate="lp"), "intermediate"),
     (lambda: lipschitz_bound(mlp(0)), "LipschitzMLP"),
 ])
 def test_bad_arguments_raise_value_error(call, message):

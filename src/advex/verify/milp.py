@@ -102,12 +102,14 @@ def _program(form, pre_bounds, x_lower, x_upper, c_last: np.ndarray):
 
 
 def verify_exactly(model: nn.Module, x: torch.Tensor, y: int, eps, *, time_limit: float = 60.0,
-                   skip_bounded: bool = True) -> VerificationResult:
+                   skip_bounded: bool = True, intermediate: str = "crown") -> VerificationResult:
     """Decide whether ``model`` keeps label ``y`` on the whole ε-ball ∩ [0, 1] around one input ``x`` (no batch axis).
 
     One mixed-integer program per other class j (in order of the linear bounds' margin, weakest first);
     with ``skip_bounded`` a class whose linear lower bound is already > 0 needs no program.  Stops at the
     first counterexample.  ``time_limit`` (seconds) is per program; when it runs out the verdict is 'unknown'.
+    ``intermediate='ibp'`` takes the big-M constants from IBP beyond the first layer (cheaper, looser; see
+    :func:`.crown.layer_bounds`).
     """
     eps = check_eps(eps)
     if not isinstance(x, torch.Tensor) or x.dim() < 1:
@@ -123,8 +125,8 @@ def verify_exactly(model: nn.Module, x: torch.Tensor, y: int, eps, *, time_limit
         y = int(y)
     if isinstance(y, bool) or not isinstance(y, (int, np.integer)) or not 0 <= y < num_classes:
         raise ValueError(f"y must be a class index in [0, {num_classes - 1}], got {y!r}")
-    _, _, pre = crown_bounds(model, xb, eps, with_layers=True)
-    margins = crown_margin_bounds(model, xb, torch.tensor([y]), eps)[0].numpy()
+    _, _, pre = crown_bounds(model, xb, eps, with_layers=True, intermediate=intermediate)
+    margins = crown_margin_bounds(model, xb, torch.tensor([y]), eps, intermediate=intermediate)[0].numpy()
     pre = [(lo[0].numpy(), up[0].numpy()) for lo, up in pre]
     x_lower, x_upper = (t[0].flatten().numpy() for t in input_box(xb.cpu(), eps))
     others = sorted((j for j in range(num_classes) if j != y), key=lambda j: margins[j])

@@ -77,9 +77,9 @@ def ibp_network(size: str = "small") -> nn.Sequential:
     if size == "tiny":
         return nn.Sequential(nn.Flatten(), nn.Linear(784, 32), nn.ReLU(), nn.Linear(32, 10))
     if size == "small":
-        return nn.Sequential(nn.Conv2d(1, 16, 4, stride=2, padding=1), nn.ReLU(),      # 28 → 14
-                             nn.Conv2d(16, 32, 4, stride=2, padding=1), nn.ReLU(),     # 14 → 7
-                             nn.Flatten(), nn.Linear(32 * 7 * 7, 100), nn.ReLU(), nn.Linear(100, 10))
+        return nn.Sequential(nn.Conv2d(1, 8, 4, stride=2, padding=1), nn.ReLU(),       # 28 → 14
+                             nn.Conv2d(8, 16, 4, stride=2, padding=1), nn.ReLU(),      # 14 → 7
+                             nn.Flatten(), nn.Linear(16 * 7 * 7, 100), nn.ReLU(), nn.Linear(100, 10))
     if size == "large":
         return nn.Sequential(nn.Conv2d(1, 64, 3, padding=1), nn.ReLU(), nn.Conv2d(64, 64, 3, padding=1), nn.ReLU(),
                              nn.Conv2d(64, 128, 3, stride=2, padding=1), nn.ReLU(),
@@ -93,8 +93,8 @@ def ibp_network(size: str = "small") -> nn.Sequential:
 RECIPES = {
     "smoke": {"network": "tiny", "train_size": 512, "epochs": 2, "batch_size": 128, "lr": 1e-3, "train_eps": 0.1,
               "test_eps": 0.1, "warmup_epochs": 0, "ramp_epochs": 1, "kappa_end": 0.5, "test_size": 100},
-    "cpu": {"network": "small", "train_size": 20000, "epochs": 6, "batch_size": 100, "lr": 1e-3, "train_eps": 0.15,
-            "test_eps": 0.1, "warmup_epochs": 1, "ramp_epochs": 3, "kappa_end": 0.5, "test_size": 1000},
+    "cpu": {"network": "small", "train_size": 12000, "epochs": 8, "batch_size": 100, "lr": 1e-3, "train_eps": 0.15,
+            "test_eps": 0.1, "warmup_epochs": 1, "ramp_epochs": 4, "kappa_end": 0.5, "test_size": 1000},
     # Gowal et al. 2018 (MNIST): 60k images, batch 100, Adam 1e-3, 2k warm-up + 10k ramp steps, ε_train = 0.4, κ → 0.5
     "gpu": {"network": "large", "train_size": 60000, "epochs": 100, "batch_size": 100, "lr": 1e-3, "train_eps": 0.4,
             "test_eps": 0.3, "warmup_epochs": 4, "ramp_epochs": 17, "kappa_end": 0.5, "test_size": 10000},
