@@ -91,11 +91,12 @@ def ibp_network(size: str = "small") -> nn.Sequential:
 #: train_eps is the ε the model trains at (Gowal et al. train a little above the ε they test at);
 #: warm-up and ramp are in epochs.
 RECIPES = {
-    "smoke": {"network": "tiny", "train_size": 512, "epochs": 2, "batch_size": 128, "lr": 1e-3, "train_eps": 0.1,
-              "test_eps": 0.1, "warmup_epochs": 0, "ramp_epochs": 1, "kappa_end": 0.5, "test_size": 100},
+    "smoke": {"network": "tiny", "train_size": 2000, "epochs": 4, "batch_size": 100, "lr": 1e-3, "train_eps": 0.1,
+              "test_eps": 0.05, "warmup_epochs": 1, "ramp_epochs": 2, "kappa_end": 0.5, "test_size": 100},
     "cpu": {"network": "small", "train_size": 12000, "epochs": 8, "batch_size": 100, "lr": 1e-3, "train_eps": 0.15,
             "test_eps": 0.1, "warmup_epochs": 1, "ramp_epochs": 4, "kappa_end": 0.5, "test_size": 1000},
-    # Gowal et al. 2018 (MNIST): 60k images, batch 100, Adam 1e-3, 2k warm-up + 10k ramp steps, ε_train = 0.4, κ → 0.5
+    # after Gowal et al. 2018 (MNIST, large model): 60k images, 100 epochs of batch 100, Adam 1e-3, 2k warm-up and
+    # 10k ramp steps, ε_train = 0.4 for ε = 0.3, κ → 0.5; their learning-rate decay is not reproduced here
     "gpu": {"network": "large", "train_size": 60000, "epochs": 100, "batch_size": 100, "lr": 1e-3, "train_eps": 0.4,
             "test_eps": 0.3, "warmup_epochs": 4, "ramp_epochs": 17, "kappa_end": 0.5, "test_size": 10000},
 }
