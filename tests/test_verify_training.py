@@ -78,3 +78,25 @@ def test_lipschitz_model_verified_never_exceeds_empirical_in_l2():
     empirical = robust_accuracy(model, x, y, eps, norm="2", steps=40, restarts=3).robust   # L2 PGD (the ensemble is slow here)
     assert verified.any()
     assert not (verified & ~empirical).any()
+
+
+@pytest.mark.parametrize("size", ["tiny", "small", "large"])
+def test_every_recipe_network_is_verifiable(size):
+    from advex.verify.bounds import interval_margin_bounds
+    from advex.verify.training import ibp_network
+
+    torch.manual_seed(0)
+    model = ibp_network(size)
+    x, y = torch.rand(2, 1, 28, 28), torch.tensor([3, 7])
+    assert model(x).shape == (2, 10)
+    margins = interval_margin_bounds(model, x, y, 0.1)
+    assert margins.shape == (2, 10) and torch.isfinite(margins).all()
+
+
+def test_gpu_recipe_refuses_to_run_without_cuda():
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present: the recipe would train for real")
+    with pytest.raises(SystemExit, match="CUDA"):
+        main(["--recipe", "gpu"])
+    with pytest.raises(ValueError, match="recipe"):
+        ibp_trained("tpu")
