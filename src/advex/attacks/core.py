@@ -77,6 +77,7 @@ def attack(*, eps: bool = True, labels: str = "y", labels_from: str = "model") -
         @functools.wraps(inner)
         def checked(*args, **kwargs):
             bound = signature.bind(*args, **kwargs)
+            bound.apply_defaults()
             arguments = bound.arguments
             model, x = arguments["model"], arguments["x"]
             if eps:
