@@ -47,20 +47,26 @@ def returns_on_input_device(function: Callable) -> Callable:
     return wrapper
 
 
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _check_batch(x) -> None:
     check_images(x, "x")
     if x.dim() < 2:
         raise ValueError(f"x must be a batch (N, ...), got shape {tuple(x.shape)}")
 
 
-def attack(*, eps: bool = True, labels: str = "y", labels_from: str = "model") -> Callable[[Callable], Callable]:
+def attack(*, eps: bool = True, labels: str = "y", labels_from: str = "model", one_label_for_all: bool = False
+           ) -> Callable[[Callable], Callable]:
     """Decorator: the attack contract of :mod:`advex.attacks`, carried out once for every attack.
 
     The decorated function ``f(model, x, <labels>, [eps,] ...)`` first checks ``eps`` (with ``eps=True``:
     a finite number >= 0), ``x`` (a batch of finite floats in [0, 1]) and the labels (integers in
     [0, number of classes); with ``labels_from="model"`` counted by one forward pass, with
     ``labels_from="query"`` left to the attack, which checks them against its clean query, see
-    :func:`clean_query`).  It then moves ``x`` (detached) and the labels (int64) to the model's device, runs
+    :func:`clean_query`; with ``one_label_for_all``, a Python int stands for that class for every example).
+    It then moves ``x`` (detached) and the labels (int64) to the model's device, runs
     the attack in :func:`~advex.modes.attack_mode` under ``torch.no_grad()`` (an attack enables gradients
     where it needs them) and returns its tensors on the device of ``x``.
 
@@ -77,8 +83,11 @@ def attack(*, eps: bool = True, labels: str = "y", labels_from: str = "model") -
         @functools.wraps(inner)
         def checked(*args, **kwargs):
             bound = signature.bind(*args, **kwargs)
+            bound.apply_defaults()
             arguments = bound.arguments
             model, x = arguments["model"], arguments["x"]
+            if one_label_for_all and _is_int(arguments[labels]) and isinstance(x, torch.Tensor) and x.dim() >= 2:
+                arguments[labels] = torch.full((x.shape[0],), arguments[labels], dtype=torch.int64)
             if eps:
                 arguments["eps"] = check_eps(arguments["eps"])
             _check_batch(x)

@@ -18,18 +18,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .core import attack_inputs, attack_mode, input_gradient, returns_on_input_device
+from .core import attack, input_gradient
 from ..validation import check_images, check_non_negative, check_positive_int
 
 __all__ = ["add_template", "class_score", "class_scores_gradient", "follow_local_template", "local_templates", "unit_max"]
-
-
-def _with_classes(model: nn.Module, x: torch.Tensor, classes, name: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """``x`` and ``classes`` (one int for all, or one per example) checked and on the model's device."""
-    if isinstance(classes, int) and not isinstance(classes, bool) and isinstance(x, torch.Tensor) and x.dim() >= 2:
-        classes = torch.full((x.shape[0],), classes, dtype=torch.int64)
-    x, classes, _ = attack_inputs(model, x, classes, y_name=name)
-    return x, classes
 
 
 # --------------------------------------------------------------------------- template addition
@@ -71,7 +63,7 @@ def class_scores_gradient(model: nn.Module, x: torch.Tensor, classes: torch.Tens
     return input_gradient(model, x, classes, loss_fn=class_score)
 
 
-@returns_on_input_device
+@attack(eps=False, labels="classes", one_label_for_all=True)
 def local_templates(model: nn.Module, x: torch.Tensor, classes) -> torch.Tensor:
     """Local template of class c at image x: ∇ₓ s_c(x), the weights of the first-order Taylor model.
 
@@ -79,14 +71,12 @@ def local_templates(model: nn.Module, x: torch.Tensor, classes) -> torch.Tensor:
     like a linear classifier whose template is this gradient (Karpathy 2015;
     Goodfellow, Shlens & Szegedy 2015, §3).  For a linear model it equals w_c
     everywhere.  ``classes`` is one class index for all or one per example;
-    the result has the shape of ``x`` and lies on the model's device.
+    the result has the shape of ``x`` and comes back on its device.
     """
-    x, classes = _with_classes(model, x, classes, "classes")
-    with attack_mode(model):
-        return class_scores_gradient(model, x, classes)
+    return class_scores_gradient(model, x, classes)
 
 
-@returns_on_input_device
+@attack(eps=False, labels="target", one_label_for_all=True)
 def follow_local_template(model: nn.Module, x: torch.Tensor, target, alpha: float, steps: int = 1) -> torch.Tensor:
     """Add the target class's local template, re-estimated ``steps`` times (Karpathy 2015).
 
@@ -97,12 +87,10 @@ def follow_local_template(model: nn.Module, x: torch.Tensor, target, alpha: floa
     """
     alpha = check_non_negative(alpha, "alpha")
     steps = check_positive_int(steps, "steps")
-    x, target = _with_classes(model, x, target, "target")
     adversarial = x.clone()
-    with attack_mode(model):
-        for _ in range(steps):
-            gradient = class_scores_gradient(model, adversarial, target)
-            adversarial = (adversarial + (alpha / steps) * unit_max(gradient)).clamp(0.0, 1.0)
+    for _ in range(steps):
+        gradient = class_scores_gradient(model, adversarial, target)
+        adversarial = (adversarial + (alpha / steps) * unit_max(gradient)).clamp(0.0, 1.0)
     return adversarial.detach()
 
 
