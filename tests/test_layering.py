@@ -1,7 +1,8 @@
 """The package's layers: every import runs downwards (or within a layer), never up.
 
 Layers, bottom to top: the plumbing and general tensor helpers; data, losses and the model cache; the training
-loop; the models; the closed-form theory; the attacks; the evaluator; defences and the diagnostics built on them.
+loop; the models; the closed-form theory; the attacks; the evaluator; defences and the diagnostics built on them;
+the proofs of robustness (advex.verify), which check certificates against the attacks.
 A module importing one of a higher layer fails here, naming both.
 """
 from __future__ import annotations
@@ -30,6 +31,7 @@ LAYERS = [
     ("attacks", ("advex.attacks",)),
     ("evaluation", ("advex.evaluate",)),
     ("defences and diagnostics", ("advex.defences", "advex.sanity", "advex.smoothness")),
+    ("proofs", ("advex.verify",)),
 ]
 
 

@@ -13,9 +13,13 @@ Layout, by concept:
 * :mod:`advex.evaluate` — accuracy, robust accuracy, error and confidence under attack, flip sizes;
 * :mod:`advex.smoothness` — loss surfaces (gradient masking made visible) and Bram Cohen's criterion, measured;
 * :mod:`advex.sanity` — the sanity checks of a robustness evaluation (Carlini et al. 2019);
+* :mod:`advex.verify` — proofs of robustness: interval and linear bounds, exact verification, Lipschitz
+  networks, certified training;
+* :mod:`advex.intervals` — 95% intervals of measured rates and whether two rates differ;
 * :mod:`advex.data` — MNIST, photographs, the offline assets;
 * :mod:`advex.theory` — closed forms that explain rather than attack;
 * :mod:`advex.viz` — the plotting style, image drawing and the ε slider;
+* :mod:`advex.tensors` — general tensor helpers (per-example reshapes, norms, logit margins);
 * :mod:`advex.cache`, :mod:`advex.device`, :mod:`advex.modes`, :mod:`advex.seeding`, :mod:`advex.progress`,
   :mod:`advex.validation`, :mod:`advex.paths` — the plumbing.
 """

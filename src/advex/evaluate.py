@@ -29,7 +29,7 @@ from .validation import check_eps, check_images, check_labels, check_non_negativ
 
 __all__ = ["Attack", "RobustEvaluation", "accuracy", "accuracy_under_attack", "correct", "error_and_confidence",
            "logits", "mean_loss", "median_flip_size", "minimal_flip_size", "pixels_changed", "pixels_to_fool",
-           "predict", "robust_accuracy", "rubbish_rate", "threat_model_violation"]
+           "predict", "robust_accuracy", "rubbish_rate", "threat_model_violation", "THREAT_MODEL_TOLERANCE"]
 
 #: How far outside the box and the ε-ball an attack's output may lie before :func:`robust_accuracy` refuses it:
 #: float32 rounding of x + δ and of a norm, not a perturbation (the smallest grey level is 1/255 ≈ 0.004).

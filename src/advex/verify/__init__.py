@@ -15,14 +15,16 @@ L2.  A certificate is a proof only up to floating-point rounding (the bounds are
 """
 from .bounds import input_box, interval_bounds, interval_margin_bounds, verified_by_ibp
 from .evidence import attack_ensemble, survives_attacks
-from .crown import crown_bounds, crown_margin_bounds, verified_by_crown
+from .crown import crown_bounds, crown_margin_bounds, layer_bounds, verified_by_crown
 from .lipschitz import (LipschitzMLP, certified_l2_radius, lipschitz_bound, lipschitz_margin_loss,
                         verified_by_lipschitz)
 from .milp import VerificationResult, verify_exactly
-from .network import affine_relu_form, margin_matrix
-from .training import IBPSchedule, ibp_loss
+from .network import AffineReluForm, affine_relu_form, margin_matrix, verifiable_layers
+from .training import RECIPES, IBPSchedule, ibp_loss
 
-__all__ = ["IBPSchedule", "attack_ensemble", "survives_attacks", "LipschitzMLP", "VerificationResult", "affine_relu_form", "certified_l2_radius",
-           "crown_bounds", "crown_margin_bounds", "ibp_loss", "input_box", "interval_bounds", "interval_margin_bounds",
-           "lipschitz_bound", "lipschitz_margin_loss", "margin_matrix", "verified_by_crown", "verified_by_ibp",
-           "verified_by_lipschitz", "verify_exactly"]
+__all__ = ["AffineReluForm", "IBPSchedule", "LipschitzMLP", "RECIPES", "VerificationResult",
+           "affine_relu_form", "attack_ensemble", "certified_l2_radius", "crown_bounds",
+           "crown_margin_bounds", "ibp_loss", "input_box", "interval_bounds", "interval_margin_bounds",
+           "layer_bounds", "lipschitz_bound", "lipschitz_margin_loss", "margin_matrix", "survives_attacks",
+           "verifiable_layers", "verified_by_crown", "verified_by_ibp", "verified_by_lipschitz",
+           "verify_exactly"]

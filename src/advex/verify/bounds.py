@@ -16,6 +16,8 @@ from torch import nn
 from .network import (apply_abs_linear_part, apply_linear_part, check_ball, check_targets, margin_matrix,
                       verifiable_layers)
 
+__all__ = ["input_box", "interval_bounds", "interval_margin_bounds", "verified_by_ibp"]
+
 
 def input_box(x: torch.Tensor, eps) -> tuple[torch.Tensor, torch.Tensor]:
     """The L∞ ball of radius ε around x intersected with the pixel box [0, 1], as (lower, upper)."""

@@ -21,6 +21,8 @@ from .bounds import certified, input_box, interval_bounds, interval_margin_bound
 from .network import (AffineReluForm, affine_relu_form, check_ball, check_targets, margin_matrix,
                       verifiable_layers)
 
+__all__ = ["crown_bounds", "crown_margin_bounds", "layer_bounds", "verified_by_crown"]
+
 Bounds = list[tuple[torch.Tensor, torch.Tensor]]
 
 

@@ -17,6 +17,8 @@ from ..attacks import apgd, apgd_targeted, square_attack
 from ..evaluate import robust_accuracy
 from ..validation import check_eps, check_norm
 
+__all__ = ["attack_ensemble", "survives_attacks"]
+
 
 def attack_ensemble(eps, norm="inf", *, full: bool = False) -> dict:
     """APGD-CE, APGD-DLR-T and Square at radius ε; ``full`` gives AutoAttack's budgets (a GPU's), else a CPU's."""

@@ -17,6 +17,9 @@ from torch.nn import functional as F
 
 from ..validation import check_eps, check_images, check_positive_int
 
+__all__ = ["LipschitzMLP", "certified_l2_radius", "lipschitz_bound", "lipschitz_margin_loss",
+           "verified_by_lipschitz"]
+
 
 class NormBoundedLinear(nn.Module):
     """y = W x + b with W = V / max(1, ‖V‖₂): a linear layer whose spectral norm is at most 1 (exactly, by SVD)."""

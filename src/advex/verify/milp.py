@@ -28,6 +28,8 @@ from .bounds import input_box
 from .crown import crown_bounds, crown_margin_bounds
 from .network import affine_relu_form, check_ball, check_targets
 
+__all__ = ["VerificationResult", "verify_exactly"]
+
 STATUSES = ("robust", "counterexample", "unknown")
 
 

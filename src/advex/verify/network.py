@@ -16,6 +16,8 @@ from torch.nn import functional as F
 
 from ..validation import check_eps, check_images
 
+__all__ = ["AffineReluForm", "affine_relu_form", "margin_matrix", "verifiable_layers"]
+
 AFFINE = (nn.Linear, nn.Conv2d, nn.Flatten)
 PASS_THROUGH = (nn.Dropout, nn.Identity)
 

@@ -10,7 +10,7 @@ the start that the robust term swamps learning.  :class:`IBPSchedule` counts the
 ``functools.partial(ibp_loss, schedule=IBPSchedule(...))`` to :func:`advex.models.trained`, whose cache key
 then records every setting (its ``repr``).
 
-:data:`RECIPES` holds the settings: ``'cpu'`` trains in minutes on two cores (ε = 0.1), ``'gpu'`` is
+``RECIPES`` holds the settings: ``'cpu'`` trains in minutes on two cores (ε = 0.1), ``'gpu'`` is
 Gowal et al.'s ε = 0.3 recipe, sized for a GPU.  ``python -m advex.verify.training --recipe gpu`` trains and
 measures it; ``--smoke`` runs a tiny version of the same code (a test runs it on the CPU).
 """
@@ -27,6 +27,8 @@ from torch.nn import functional as F
 
 from ..validation import check_eps, check_positive_int
 from .bounds import interval_margin_bounds
+
+__all__ = ["IBPSchedule", "RECIPES", "ibp_loss"]
 
 
 class IBPSchedule:
