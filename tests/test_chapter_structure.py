@@ -70,7 +70,11 @@ def test_claims_in_prose_are_glued(path):
     _, markdown, code_cells = load(path)
     pasted = set(re.findall(r'\{eval\}`glued\("(C\d\d_\w+?)(?::[^"]*)?"\)`', markdown))
     assert pasted, "the chapter pastes no claim"
-    glued = set(re.findall(r"glue\(\s*[\"'](C\d\d_\w+)[\"']", "\n".join("".join(c["source"]) for c in code_cells)))
+    code = "\n".join("".join(c["source"]) for c in code_cells)
+    glued = set(re.findall(r"glue\(\s*[\"'](C\d\d_\w+)[\"']", code))
+    # glue_rate("C10_x", ...) glues C10_x and C10_x_n, _low, _high, _ci (advex.glue.glue_rate)
+    for rate in re.findall(r"glue_rate\(\s*[\"'](C\d\d_\w+)[\"']", code):
+        glued |= {rate} | {f"{rate}_{suffix}" for suffix in ("n", "low", "high", "ci")}
     assert pasted <= glued, f"pasted but never glued: {sorted(pasted - glued)}"
 
 
