@@ -143,7 +143,7 @@ def grades(course: Path, assignment: str, student: str) -> dict:
         meta = cell.get("metadata", {}).get("nbgrader", {})
         name = meta.get("grade_id", f"cell {index}")
         errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
-        stderr = "".join(o.get("text", "") for o in cell.get("outputs", [])
+        stderr = "".join("".join(o.get("text", "")) for o in cell.get("outputs", [])   # text: a str or a list of lines
                          if o.get("output_type") == "stream" and o.get("name") == "stderr")
         if errors:
             failures[name] = f"{errors[0]['ename']}: {errors[0]['evalue']}"
