@@ -15,15 +15,27 @@ It autogrades, with nbgrader's own ``autograde`` command, three kinds of submiss
   ``grade_id`` is ``cell``, ``old`` is replaced by ``new``), which must score below full marks with a test
   failure whose message contains ``feedback``.
 
-It prints one line per submission and writes the summary as JSON (``--json PATH``) for the tests.
-The assignments are checked in parallel (``--jobs``, default: one per CPU core), each in its own course
-directory; their kernels share the cores (``OMP_NUM_THREADS`` = cores / jobs unless it is set).
+* ``correct-<name>`` and ``tamper-<name>``: a class's worth of other submissions, from
+  ``assignments/submissions/ID.json`` (see ``submission()``): correct solutions written differently (per-example
+  loops, other RNG calls, slow but right), which must get full marks, and tampering attempts (a library
+  shortcut, a patched test helper, a kernel hook), each wrapping the honest wrong solution ``wraps`` (a planted
+  mistake) or none, which must score no more than that honest solution.
+
+Grading goes through ``assignments/nbgrader_config.py``, so it uses the same submission check
+(``assignments/grading``) and stderr handling as an instructor's own ``nbgrader autograde``. For every
+submission the report lists each grade cell that lost points and why (the test's message, a flagged cell, or
+text the cell wrote to stderr). It prints one line per submission and writes the summary as JSON
+(``--json PATH``) for the tests. Time is measured as the CPU time of nbgrader and its kernels (the machine may
+be shared, so wall time says little), per submission. The kernels keep torch's default thread count, the one
+the chapters' model cache is keyed by, so grading never retrains a chapter's model.
 """
 from __future__ import annotations
 
 import argparse
+import html
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -33,6 +45,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 COURSE = Path(__file__).resolve().parents[1] / "assignments"
+sys.path.insert(0, str(COURSE))
+from grading import submission_check  # noqa: E402
+
 NBGRADER = [sys.executable, "-m", "nbgrader"]
 
 
@@ -40,11 +55,17 @@ def assignment_ids() -> list[str]:
     return sorted(p.name for p in (COURSE / "source").iterdir() if (p / f"{p.name}.ipynb").exists())
 
 
-def run_nbgrader(course: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    result = subprocess.run([*NBGRADER, *args, "--force"], cwd=course, capture_output=True, text=True, env=env)
+def run_nbgrader(course: Path, *args: str) -> tuple[subprocess.CompletedProcess, float]:
+    """Run ``nbgrader ARGS --force`` in ``course``; the result and the CPU seconds it and its kernels used."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        process = subprocess.Popen([*NBGRADER, *args, "--force"], cwd=course, stdout=out, stderr=err, text=True)
+        _, status, usage = os.wait4(process.pid, 0)       # the rusage of this child and the kernels it reaped
+        process.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0), err.seek(0)
+        result = subprocess.CompletedProcess(process.args, process.returncode, out.read(), err.read())
     if result.returncode != 0:
         raise RuntimeError(f"nbgrader {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
-    return result
+    return result, usage.ru_utime + usage.ru_stime
 
 
 def release(ids: list[str], course: Path = COURSE) -> list[Path]:
@@ -76,52 +97,118 @@ def plant(notebook: dict, mistake: dict) -> dict:
     return notebook
 
 
+def submissions_of(assignment: str) -> list[dict]:
+    """The correct-variant and tampering submissions of ``assignments/submissions/ID.json``."""
+    path = COURSE / "submissions" / f"{assignment}.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else []
+
+
+def submission(source: dict, entry: dict, mistakes: dict[str, dict]) -> dict:
+    """The notebook a submission ``entry`` describes, built from the instructor version ``source``.
+
+    ``entry``: ``{"name", "kind": "correct" | "tamper", "description", "edits": [...], "wraps": planted name or
+    null}``; each edit either replaces a solution cell's whole source (``{"cell", "source"}``), replaces text in
+    it (``{"cell", "old", "new"}``, ``old`` once), or adds a student cell after the cell ``after``
+    (``{"after", "source"}``). A tampering entry starts from the planted mistake it ``wraps``."""
+    notebook = plant(source, mistakes[entry["wraps"]]) if entry.get("wraps") else json.loads(json.dumps(source))
+    for edit in entry["edits"]:
+        if "after" in edit:
+            index = next(i for i, c in enumerate(notebook["cells"])
+                         if c.get("metadata", {}).get("nbgrader", {}).get("grade_id") == edit["after"])
+            notebook["cells"].insert(index + 1, {"cell_type": "code", "execution_count": None, "metadata": {},
+                                                 "outputs": [], "source": edit["source"]})
+        elif "source" in edit:
+            cells = [c for c in notebook["cells"]
+                     if c.get("metadata", {}).get("nbgrader", {}).get("grade_id") == edit["cell"]]
+            if len(cells) != 1:
+                raise ValueError(f"submission {entry['name']!r}: no single cell {edit['cell']!r}")
+            cells[0]["source"] = edit["source"]
+        else:
+            notebook = plant(notebook, {"name": entry["name"], **edit})
+    return notebook
+
+
 def grades(course: Path, assignment: str, student: str) -> dict:
-    """Score, maximum and the failing graded cells (grade_id -> error message) of one autograded submission."""
+    """Score, maximum, the grade cells that lost points (grade_id -> why) and the cells the check refused."""
     from nbgrader.api import Gradebook
 
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gradebook:
-        submission = gradebook.find_submission(assignment, student)
-        score, max_score = submission.score, submission.max_score
+        submission_ = gradebook.find_submission(assignment, student)
+        score, max_score = submission_.score, submission_.max_score
+        cell_scores = {grade.name: (grade.score, grade.max_score) for notebook in submission_.notebooks
+                       for grade in notebook.grades}
     graded = json.loads((course / "autograded" / student / assignment / f"{assignment}.ipynb").read_text(encoding="utf-8"))
-    failures = {}
-    for cell in graded["cells"]:
+    failures, lost, refused = {}, {}, {}
+    for index, cell in enumerate(graded["cells"]):
         meta = cell.get("metadata", {}).get("nbgrader", {})
+        name = meta.get("grade_id", f"cell {index}")
         errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
+        stderr = "".join("".join(o.get("text", "")) for o in cell.get("outputs", [])   # text: a str or a list of lines
+                         if o.get("output_type") == "stream" and o.get("name") == "stderr")
         if errors:
-            failures[meta.get("grade_id", "?")] = f"{errors[0]['ename']}: {errors[0]['evalue']}"
-    return {"score": score, "max_score": max_score, "failures": failures}
+            failures[name] = f"{errors[0]['ename']}: {errors[0]['evalue']}"
+        if "submission check: this cell was not run" in "".join(cell.get("source", "")):
+            refused[name] = failures.get(name, "refused by the submission check")
+        if name in cell_scores and cell_scores[name][0] < cell_scores[name][1]:
+            why = failures.get(name) or (f"wrote to stderr: {stderr[:300]}" if stderr else "no error shown")
+            lost[name] = f"{cell_scores[name][0]:g}/{cell_scores[name][1]:g}: {why}"
+    return {"score": score, "max_score": max_score, "failures": failures, "lost": lost, "refused": refused}
 
 
-def check(assignment: str, threads: int | None = None) -> dict:
-    """Autograde the instructor version, the student version and every planted mistake; report surprises.
+def hidden_lines(source: dict) -> set[str]:
+    """The distinctive lines of the source's hidden tests (those that do not also occur outside them)."""
+    hidden, visible = set(), set()
+    for cell in source["cells"]:
+        text = "".join(cell["source"])
+        for block in re.findall(r"### BEGIN HIDDEN TESTS(.*?)### END HIDDEN TESTS", text, re.S):
+            hidden |= {line.strip() for line in block.splitlines() if len(line.strip()) > 25}
+        outside = re.sub(r"### BEGIN HIDDEN TESTS.*?### END HIDDEN TESTS", "", text, flags=re.S)
+        visible |= {line.strip() for line in outside.splitlines()}
+    return hidden - visible
 
-    ``threads``: the CPU threads each grading kernel may use (``OMP_NUM_THREADS``), when several checks share
-    the machine; None leaves the environment as it is."""
+
+def feedback_leaks(page: Path, source: dict) -> list[str]:
+    """What a feedback page shows of the hidden tests: their markers and any of their distinctive lines."""
+    text = html.unescape(re.sub(r"<[^>]+>", "", page.read_text(encoding="utf-8")))
+    found = ["the marker HIDDEN TESTS"] if "HIDDEN TESTS" in text else []
+    return found + sorted(line for line in hidden_lines(source) if line in text)
+
+
+def check(assignment: str) -> dict:
+    """Autograde the instructor and student versions, the planted mistakes and the other submissions; report
+    every submission whose verdict is not the expected one."""
     with tempfile.TemporaryDirectory() as tmp:
         course = Path(tmp)
         shutil.copy(COURSE / "nbgrader_config.py", course)
+        shutil.copytree(COURSE / "grading", course / "grading", ignore=shutil.ignore_patterns("__pycache__"))
         shutil.copytree(COURSE / "source" / assignment, course / "source" / assignment)
         release([assignment], course)
         source = json.loads((course / "source" / assignment / f"{assignment}.ipynb").read_text(encoding="utf-8"))
-        submissions = {"instructor": source,
-                       "student-version": json.loads((course / "release" / assignment / f"{assignment}.ipynb").read_text())}
+        notebooks = {"instructor": source,
+                     "student-version": json.loads((course / "release" / assignment / f"{assignment}.ipynb").read_text())}
         mistakes = planted_mistakes(assignment)
+        by_name = {mistake["name"]: mistake for mistake in mistakes}
         for mistake in mistakes:
-            submissions[f"planted-{mistake['name']}"] = plant(source, mistake)
-        for student, notebook in submissions.items():
+            notebooks[f"planted-{mistake['name']}"] = plant(source, mistake)
+        others = submissions_of(assignment)
+        for entry in others:
+            notebooks[f"{entry['kind']}-{entry['name']}"] = submission(source, entry, by_name)
+        for student, notebook in notebooks.items():
             folder = course / "submitted" / student / assignment
             folder.mkdir(parents=True)
             (folder / f"{assignment}.ipynb").write_text(json.dumps(notebook, indent=1), encoding="utf-8")
         start = time.perf_counter()
-        env = None if threads is None else {**os.environ, "OMP_NUM_THREADS": str(threads)}
-        run_nbgrader(course, "autograde", assignment, env=env)
+        _, cpu_seconds = run_nbgrader(course, "autograde", assignment)
         seconds = time.perf_counter() - start
-        report = {student: grades(course, assignment, student) for student in submissions}
+        report = {student: grades(course, assignment, student) for student in notebooks}
+        leaks = {}
+        for student in ("instructor", f"planted-{mistakes[0]['name']}" if mistakes else "student-version"):
+            run_nbgrader(course, "generate_feedback", assignment, "--student", student)
+            leaks[student] = feedback_leaks(course / "feedback" / student / assignment / f"{assignment}.html", source)
     problems = []
     instructor = report["instructor"]
     if instructor["score"] != instructor["max_score"]:
-        problems.append(f"instructor version scores {instructor['score']}/{instructor['max_score']}: {instructor['failures']}")
+        problems.append(f"instructor version scores {instructor['score']}/{instructor['max_score']}: {instructor['lost']}")
     if report["student-version"]["score"] != 0:
         problems.append(f"student version scores {report['student-version']['score']}, not 0")
     for mistake in mistakes:
@@ -131,8 +218,24 @@ def check(assignment: str, threads: int | None = None) -> dict:
         elif not any(mistake["feedback"] in message for message in result["failures"].values()):
             problems.append(f"planted {mistake['name']!r}: no failure message contains {mistake['feedback']!r}: "
                             f"{result['failures']}")
-    return {"assignment": assignment, "seconds": seconds, "submissions": len(submissions), "report": report,
-            "planted": len(mistakes), "problems": problems}
+    for entry in others:
+        result = report[f"{entry['kind']}-{entry['name']}"]
+        if entry["kind"] == "correct":
+            if result["score"] != result["max_score"] or result["refused"]:
+                problems.append(f"correct {entry['name']!r} scores {result['score']:g}/{result['max_score']:g}: "
+                                f"lost {result['lost']}, refused {result['refused']}")
+        else:
+            honest = report[f"planted-{entry['wraps']}"]["score"] if entry.get("wraps") else 0.0
+            if result["score"] > honest:
+                problems.append(f"tamper {entry['name']!r} scores {result['score']:g}, more than the honest "
+                                f"solution it wraps ({entry.get('wraps') or 'none'}: {honest:g})")
+    for student, found in leaks.items():
+        if found:
+            problems.append(f"the feedback of {student} shows hidden tests: {found[:3]}")
+    return {"assignment": assignment, "seconds": seconds, "feedback_leaks": leaks, "cpu_seconds": cpu_seconds,
+            "submissions": len(notebooks), "report": report, "planted": len(mistakes),
+            "correct": sum(e["kind"] == "correct" for e in others), "tamper": sum(e["kind"] == "tamper" for e in others),
+            "problems": problems}
 
 
 def main() -> int:
@@ -140,28 +243,29 @@ def main() -> int:
     parser.add_argument("command", choices=["release", "check"])
     parser.add_argument("ids", nargs="*", help="assignment ids (default: all)")
     parser.add_argument("--json", help="write the check summary to this file")
-    parser.add_argument("--jobs", type=int, default=None,
-                        help="assignments checked at once (default: one per CPU core, at most one per assignment)")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="assignments checked at once (default 1; their kernels keep torch's default threads)")
     args = parser.parse_args()
     ids = args.ids or assignment_ids()
     if args.command == "release":
         for path in release(ids):
             print(path.relative_to(COURSE.parent))
         return 0
-    if args.jobs is not None and args.jobs < 1:
+    if args.jobs < 1:
         parser.error(f"--jobs must be at least 1, got {args.jobs}")
-    cores = os.cpu_count() or 1
-    jobs = min(args.jobs or cores, len(ids))
-    # the kernels of parallel checks share the cores instead of each starting one thread per core
-    threads = None if jobs == 1 or "OMP_NUM_THREADS" in os.environ else max(1, cores // jobs)
-    with ThreadPoolExecutor(max_workers=jobs) as pool:     # each check waits on its own nbgrader process
-        summaries = list(pool.map(lambda assignment: check(assignment, threads), ids))
+    with ThreadPoolExecutor(max_workers=min(args.jobs, len(ids))) as pool:   # each check waits on its own nbgrader
+        summaries = list(pool.map(check, ids))
     for summary in summaries:
         assignment = summary["assignment"]
-        print(f"{assignment}: {summary['submissions']} submissions autograded in {summary['seconds']:.0f} s")
+        print(f"{assignment}: {summary['submissions']} submissions autograded in {summary['seconds']:.0f} s wall, "
+              f"{summary['cpu_seconds']:.0f} s CPU ({summary['cpu_seconds'] / summary['submissions']:.1f} s CPU "
+              f"per submission)")
         for student, result in summary["report"].items():
-            failed = ", ".join(sorted(result["failures"])) or "none"
-            print(f"  {student:<40} {result['score']:g}/{result['max_score']:g}  failing: {failed}")
+            print(f"  {student:<44} {result['score']:g}/{result['max_score']:g}")
+            for cell, why in sorted(result["lost"].items()):
+                print(f"      lost {cell}: {why[:220]}")
+            for cell, why in sorted(result["refused"].items()):
+                print(f"      refused {cell}: {why[:220]}")
         for problem in summary["problems"]:
             print(f"  PROBLEM: {problem}")
     if args.json:

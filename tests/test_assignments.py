@@ -1,17 +1,22 @@
 """The course assignments (assignments/, graded with nbgrader; see book/instructors.md).
 
-* the instructor version of each assignment scores full marks under ``nbgrader autograde``; the student
-  version made by ``nbgrader generate_assignment`` scores 0 without crashing the grader; every planted wrong
-  solution (assignments/planted/ID.json) scores below full marks with feedback that names its mistake, all
-  within two minutes per submission (``scripts/assignments.py check``, run once for the whole session);
+* ``scripts/assignments.py check`` (run once for the whole session) grades, per assignment, the instructor
+  version (full marks, no cell losing points), the student version made by ``nbgrader generate_assignment``
+  (0, without crashing the grader), every planted wrong solution (assignments/planted/ID.json: below full
+  marks, with feedback naming the mistake), and a class of other submissions (assignments/submissions/ID.json):
+  correct solutions written differently, which must get full marks, and tampering attempts, which must score
+  no more than the honest wrong solution they wrap; the feedback pages it generates show no hidden test; and
+  grading takes at most two minutes of CPU time per submission;
 * the committed student versions (shown in the book) are what nbgrader generates: no solution code and no
   hidden test, stubs that raise ``NotImplementedError``;
-* students write the attacks: visible cells import only advex's data, model and defence-model helpers;
+* students write the attacks: the cells a student edits or runs pass the submission check;
 * the instructors' page lists each assignment with the points its graded cells carry.
 """
 from __future__ import annotations
 
+import importlib.util
 import json
+import os
 import re
 import subprocess
 import sys
@@ -22,10 +27,18 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 COURSE = REPO / "assignments"
 IDS = sorted(p.name for p in (COURSE / "source").iterdir() if (p / f"{p.name}.ipynb").exists())
-FORBIDDEN_IMPORTS = re.compile(r"advex\.(attacks|evaluate|sanity|smoothness)|advex\.defences\.smoothing|"
-                               r"from advex\.defences import [^\n]*(certify|sample_counts|clopper|Straight|Expectation)")
+sys.path.insert(0, str(COURSE))
+from grading.submission_check import check_notebook  # noqa: E402
 
 pytestmark = pytest.mark.slow
+
+
+def course_script():
+    """scripts/assignments.py as a module (loaded by path: the name ``assignments`` is also the course folder)."""
+    spec = importlib.util.spec_from_file_location("assignments_script", REPO / "scripts" / "assignments.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def load(path: Path) -> dict:
@@ -40,14 +53,37 @@ def test_there_are_four_assignments_one_per_stage():
     assert IDS == ["a1_linear_by_hand", "a2_pgd_from_scratch", "a3_adversarial_training", "a4_break_or_certify"]
 
 
+def _newest_input(assignment: str) -> float:
+    """When the inputs of one assignment's check (its notebook, fixtures, the grading code) last changed."""
+    files = [COURSE / "nbgrader_config.py", REPO / "scripts" / "assignments.py",
+             COURSE / "planted" / f"{assignment}.json", COURSE / "submissions" / f"{assignment}.json",
+             *(COURSE / "source" / assignment).rglob("*"), *(COURSE / "grading").glob("*.py")]
+    return max(p.stat().st_mtime for p in files if p.is_file())
+
+
 @pytest.fixture(scope="session")
 def check_report(tmp_path_factory) -> dict:
-    out = tmp_path_factory.mktemp("assignments") / "check.json"
-    result = subprocess.run([sys.executable, str(REPO / "scripts" / "assignments.py"), "check", "--json", str(out)],
-                            cwd=REPO, capture_output=True, text=True)
-    if not out.exists():
-        pytest.fail(f"scripts/assignments.py check crashed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
-    return {summary["assignment"]: summary for summary in json.loads(out.read_text())}
+    """The summary of ``scripts/assignments.py check`` for all assignments.
+
+    ADVEX_ASSIGNMENTS_REPORT may name, comma-separated, the JSON files of check runs made with --json after
+    the last change to the inputs of the assignments they cover (to avoid grading everything twice in one
+    session); an assignment missing from them, or whose inputs changed since, is checked again here."""
+    summaries = {}
+    for name in filter(None, os.environ.get("ADVEX_ASSIGNMENTS_REPORT", "").split(",")):
+        path = Path(name)
+        if path.exists():
+            for summary in json.loads(path.read_text()):
+                if path.stat().st_mtime > _newest_input(summary["assignment"]):
+                    summaries[summary["assignment"]] = summary
+    missing = [assignment for assignment in IDS if assignment not in summaries]
+    if missing:
+        out = tmp_path_factory.mktemp("assignments") / "check.json"
+        result = subprocess.run([sys.executable, str(REPO / "scripts" / "assignments.py"), "check", *missing,
+                                 "--json", str(out)], cwd=REPO, capture_output=True, text=True)
+        if not out.exists():
+            pytest.fail(f"scripts/assignments.py check crashed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
+        summaries.update({summary["assignment"]: summary for summary in json.loads(out.read_text())})
+    return summaries
 
 
 @pytest.mark.parametrize("assignment", IDS)
@@ -56,9 +92,42 @@ def test_autograding_catches_the_planted_mistakes(check_report, assignment):
     assert summary["problems"] == [], "\n".join(summary["problems"])
     report = summary["report"]
     assert report["instructor"]["score"] == report["instructor"]["max_score"] > 0
+    assert report["instructor"]["lost"] == {} and report["instructor"]["refused"] == {}
     assert report["student-version"]["score"] == 0
     assert summary["planted"] >= 5, "at least five planted wrong solutions per assignment"
-    assert summary["seconds"] / summary["submissions"] <= 120, "autograding must take at most 2 minutes per submission"
+    for student, result in report.items():
+        if student.startswith("planted-"):
+            assert result["lost"] and all(why for why in result["lost"].values()), \
+                f"{student}: every cell that lost points must say why"
+
+
+@pytest.mark.parametrize("assignment", IDS)
+def test_a_class_of_other_submissions_gets_the_right_verdicts(check_report, assignment):
+    """Correct variants: full marks, nothing refused. Tampering: never more than the honest wrong solution."""
+    summary = check_report[assignment]
+    assert summary["correct"] >= 4 and summary["tamper"] >= 4 and summary["correct"] + summary["tamper"] >= 10
+    report = summary["report"]
+    for student, result in report.items():
+        if student.startswith("correct-"):
+            assert result["score"] == result["max_score"] and not result["lost"] and not result["refused"], \
+                f"{student}: {result['lost']} {result['refused']}"
+    entries = {f"tamper-{e['name']}": e for e in json.loads((COURSE / "submissions" / f"{assignment}.json").read_text())
+               if e["kind"] == "tamper"}
+    for student, entry in entries.items():
+        assert report[student]["score"] <= report[f"planted-{entry['wraps']}"]["score"], student
+
+
+@pytest.mark.parametrize("assignment", IDS)
+def test_feedback_never_shows_hidden_tests(check_report, assignment):
+    leaks = check_report[assignment]["feedback_leaks"]
+    assert leaks and all(found == [] for found in leaks.values()), leaks
+
+
+@pytest.mark.parametrize("assignment", IDS)
+def test_grading_takes_at_most_two_minutes_of_cpu_per_submission(check_report, assignment):
+    """CPU time of nbgrader and its kernels (the machine is shared, so wall time would measure the others)."""
+    summary = check_report[assignment]
+    assert summary["cpu_seconds"] / summary["submissions"] <= 120
 
 
 @pytest.mark.parametrize("assignment", IDS)
@@ -71,12 +140,7 @@ def test_released_student_version_is_nbgraders_output_without_solutions(assignme
     (course / "nbgrader_config.py").write_text((COURSE / "nbgrader_config.py").read_text())
     (course / "source" / assignment).mkdir()
     (course / "source" / assignment / f"{assignment}.ipynb").write_text(json.dumps(source))
-    sys.path.insert(0, str(REPO / "scripts"))
-    try:
-        from assignments import release
-    finally:
-        sys.path.pop(0)
-    fresh = load(release([assignment], course)[0])
+    fresh = load(course_script().release([assignment], course)[0])
     assert ["".join(c["source"]) for c in committed["cells"]] == ["".join(c["source"]) for c in fresh["cells"]], \
         f"assignments/release/{assignment} is stale: run python scripts/assignments.py release"
     text = "\n".join("".join(c["source"]) for c in committed["cells"])
@@ -97,9 +161,14 @@ def test_released_student_version_is_nbgraders_output_without_solutions(assignme
 
 @pytest.mark.parametrize("assignment", IDS)
 def test_students_write_the_attacks(assignment):
+    """Every cell a student edits or runs besides the locked ones passes the submission check, which refuses
+    the book's attacks and defences in any spelling; only the locked setup cell names the grader's references."""
     notebook = load(COURSE / "release" / assignment / f"{assignment}.ipynb")
-    visible = "\n".join("".join(c["source"]) for c in notebook["cells"] if c["cell_type"] == "code")
-    assert not FORBIDDEN_IMPORTS.search(visible), FORBIDDEN_IMPORTS.search(visible).group(0)
+    source = load(COURSE / "source" / assignment / f"{assignment}.ipynb")
+    assert check_notebook(notebook, source) == {}
+    setup = "".join(next(c for c in notebook["cells"] if nbgrader_meta(c).get("grade_id") == "setup")["source"])
+    assert "_REFERENCES = " in setup and "def _reference(path)" in setup, \
+        "the setup cell must take the grader's references before any student cell runs"
 
 
 @pytest.mark.parametrize("assignment", IDS)
