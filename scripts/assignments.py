@@ -174,6 +174,22 @@ def feedback_leaks(page: Path, source: dict) -> list[str]:
     return found + sorted(line for line in hidden_lines(source) if line in text)
 
 
+def warm_model_cache(source: dict) -> float:
+    """Run the assignment's setup cell (its first code cell) once, outside nbgrader, and return its seconds.
+
+    A setup cell that loads a trained model (a4: chapter 4's CNN) trains it on a cold cache, which on a busy
+    machine can outlast nbgrader's per-cell timeout and fail every submission.  Run here first, with torch's
+    default thread count like the grading kernels (the cache key includes it), the model lands in the cache
+    and the graded setup cells only load it.
+    """
+    code = next("".join(cell["source"]) for cell in source["cells"] if cell["cell_type"] == "code")
+    code = "\n".join(line for line in code.splitlines() if not line.lstrip().startswith(("%", "!")))
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True,
+                   env=dict(os.environ, MPLBACKEND="Agg"))
+    return time.perf_counter() - start
+
+
 def check(assignment: str) -> dict:
     """Autograde the instructor and student versions, the planted mistakes and the other submissions; report
     every submission whose verdict is not the expected one."""
@@ -197,6 +213,7 @@ def check(assignment: str) -> dict:
             folder = course / "submitted" / student / assignment
             folder.mkdir(parents=True)
             (folder / f"{assignment}.ipynb").write_text(json.dumps(notebook, indent=1), encoding="utf-8")
+        warm_model_cache(source)
         start = time.perf_counter()
         _, cpu_seconds = run_nbgrader(course, "autograde", assignment)
         seconds = time.perf_counter() - start
