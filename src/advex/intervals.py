@@ -6,8 +6,8 @@ the Wilson score interval by default (Wilson 1927; Brown, Cai & DasGupta 2001 re
 n of this book), or the exact Clopper–Pearson interval, which never under-covers.
 
 Two rates measured on the *same* examples (clean vs. attacked, one attack vs. another) are compared
-with McNemar's exact test on the discordant pairs and the interval that inverts it (:func:`paired_difference`);
-rates on different examples with Newcombe's hybrid score interval for p₁ − p₂ (:func:`unpaired_difference`).  A difference
+with McNemar's exact test on the discordant pairs (:func:`paired_difference`); rates on different
+examples with Newcombe's hybrid score interval for p₁ − p₂ (:func:`unpaired_difference`).  A difference
 is "a difference" only when that test says so.
 """
 from __future__ import annotations
@@ -134,31 +134,24 @@ class Difference:
     p_value: float
     confidence: float = 0.95
     test: str = ""
-    decided_by_interval: bool = False
 
     @property
     def significant(self) -> bool:
-        """True when the data say the two rates differ: the test rejects at 1 − confidence (paired: the interval
-        then excludes 0 too), or, for :func:`unpaired_difference`, the interval excludes 0."""
-        if self.decided_by_interval:
-            return self.low > 0 or self.high < 0
+        """True when the data say the two rates differ (p-value below 1 − confidence)."""
         return self.p_value < 1 - self.confidence
 
     def text(self, digits: int = 1) -> str:
         verdict = "the rates differ" if self.significant else "the run cannot tell the rates apart"
         return (f"{100 * self.estimate:+.{digits}f} points ({self.confidence:.0%} CI {100 * self.low:+.{digits}f} to "
-                f"{100 * self.high:+.{digits}f}; {self.test}{', Fisher' if self.decided_by_interval else ''} "
-                f"p = {self.p_value:.2g}): {verdict}")
+                f"{100 * self.high:+.{digits}f}; {self.test}, p = {self.p_value:.2g}): {verdict}")
 
 
 def paired_difference(first, second, *, confidence: float = 0.95) -> Difference:
     """Compare two rates measured on the same examples (per-example bool outcomes of equal length).
 
-    Only the discordant examples carry information: b where only ``first`` succeeds, c where only ``second``
-    does.  The test is McNemar's exact test: under "no difference" b ~ Binomial(b + c, ½).  The interval
-    inverts the same test: with [q₋, q₊] the exact Clopper–Pearson interval for q = b / (b + c), p₁ − p₂ =
-    (b + c)/n · (2q − 1) lies in (b + c)/n · [2q₋ − 1, 2q₊ − 1] (conditional on b + c).  So the interval
-    excludes 0 exactly when the test rejects at 1 − ``confidence``: the two never disagree.
+    The test is McNemar's exact test: under "no difference" the b examples where only ``first`` succeeds
+    and the c where only ``second`` does split as Binomial(b + c, ½).  The interval for p₁ − p₂ is
+    Newcombe's (1998, method 10) score interval for paired data.
     """
     confidence = _confidence(confidence)
     a, b = _outcomes(first, "first"), _outcomes(second, "second")
@@ -167,24 +160,25 @@ def paired_difference(first, second, *, confidence: float = 0.95) -> Difference:
     n = a.size
     only_first, only_second = int((a & ~b).sum()), int((~a & b).sum())
     discordant = only_first + only_second
-    estimate = (only_first - only_second) / n
-    if discordant == 0:
-        return Difference(0.0, 0.0, 0.0, 1.0, confidence, "McNemar's exact test")
-    # binomtest's two-sided p-value at ½ is twice the smaller tail (the distribution is symmetric), the
-    # test whose inversion is the central Clopper-Pearson interval
-    p_value = float(stats.binomtest(only_first, discordant, 0.5).pvalue)
-    share = proportion(only_first, discordant, confidence=confidence, method="clopper-pearson")
-    scale = discordant / n
-    return Difference(estimate, scale * (2 * share.low - 1), scale * (2 * share.high - 1), p_value, confidence,
-                      "McNemar's exact test")
+    p_value = 1.0 if discordant == 0 else float(stats.binomtest(only_first, discordant, 0.5).pvalue)
+    p1, p2 = proportion(int(a.sum()), n, confidence=confidence), proportion(int(b.sum()), n, confidence=confidence)
+    estimate = p1.rate - p2.rate
+    both, neither = int((a & b).sum()), int((~a & ~b).sum())
+    # Newcombe's method 10: the correlation of the two outcomes enters through phi
+    denominator = (both + only_first) * (neither + only_second) * (both + only_second) * (neither + only_first)
+    phi = 0.0 if denominator == 0 else (both * neither - only_first * only_second) / math.sqrt(denominator)
+    d1, e1 = p1.rate - p1.low, p1.high - p1.rate
+    d2, e2 = p2.rate - p2.low, p2.high - p2.rate
+    low = estimate - math.sqrt(max(d1 * d1 - 2 * phi * d1 * e2 + e2 * e2, 0.0))
+    high = estimate + math.sqrt(max(e1 * e1 - 2 * phi * e1 * d2 + d2 * d2, 0.0))
+    return Difference(estimate, max(low, -1.0), min(high, 1.0), p_value, confidence, "McNemar's exact test")
 
 
 def unpaired_difference(k1, n1, k2, n2, *, confidence: float = 0.95) -> Difference:
     """Compare rates k₁/n₁ and k₂/n₂ measured on different examples.
 
-    Interval: Newcombe's (1998, method 10) hybrid score interval from the two Wilson intervals.  The verdict
-    (:attr:`Difference.significant`) is whether that interval excludes 0; ``p_value`` is Fisher's exact test
-    on the 2×2 table, for reference (near the boundary the two can disagree; the interval decides).
+    Interval: Newcombe's (1998, method 10) hybrid score interval from the two Wilson intervals; test:
+    Fisher's exact test on the 2×2 table.
     """
     confidence = _confidence(confidence)
     p1, p2 = proportion(k1, n1, confidence=confidence), proportion(k2, n2, confidence=confidence)
@@ -193,5 +187,4 @@ def unpaired_difference(k1, n1, k2, n2, *, confidence: float = 0.95) -> Differen
     high = estimate + math.hypot(p1.high - p1.rate, p2.rate - p2.low)
     table = [[p1.k, p1.n - p1.k], [p2.k, p2.n - p2.k]]
     p_value = float(stats.fisher_exact(table).pvalue)
-    return Difference(estimate, max(low, -1.0), min(high, 1.0), p_value, confidence, "Newcombe's interval",
-                      decided_by_interval=True)
+    return Difference(estimate, max(low, -1.0), min(high, 1.0), p_value, confidence, "Fisher's exact test")
