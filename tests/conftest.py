@@ -17,37 +17,48 @@ BUILD_DIR = REPO / "_build" / "html"
 # The README's test command runs on two pytest-xdist workers.  A work unit goes to one worker whole; the
 # units are (``work_unit``):
 #
-# * each notebook (nbval collects one test per cell, and the cells share one kernel);
-# * each test module (its module- and session-scoped fixtures then run once, not once per worker);
-# * the notebooks that call ``mnist_classifier``, together: they read and train the same model-cache entries
-#   (chapter 2's softmax regression, chapter 4's networks), and the cache has no lock, so two workers would
-#   both train an entry.  The assignments' grading kernels call it too, but ``scripts/assignments.py check``
-#   runs them with one CPU thread each (two checks at once on two cores), and the cache key holds the thread
-#   count, so their entries are their own: a4 trains chapter 4's CNN on one thread (about 8 CPU-seconds), and
-#   keeping the check apart from the chapters lets it run beside them;
+# * each notebook (nbval collects one test per cell, and the cells share one kernel).  Notebooks that train the
+#   same model-cache entry may run side by side: ``advex.cached_model`` locks an entry while it is trained, so
+#   the second waits and loads it instead of training it again;
+# * each assignment's tests in tests/test_assignments.py (the first grades all its submissions, about four to
+#   seven minutes of CPU; the rest read that report), so the four gradings spread over the workers;
+# * each other test module (its module- and session-scoped fixtures then run once, not once per worker);
 # * the tests that use the built book (``built_book`` is session-scoped, so per worker).
 #
-# Units run longest first (the shared-model unit, then the notebooks), so that the short ones fill the gaps.
-# xdist's own ``--dist loadgroup`` cannot do this here: it marks a group by appending "@group" to a test's
-# private ``_nodeid``, which pytest 9 no longer reads; so the scheduler below is xdist's ``loadscope`` with
-# the scope of a test being its work unit.
-SHARED_MODELS_GROUP = "mnist-classifiers"
+# Units run longest first, so that the short ones fill the gaps at the end: xdist hands a worker its next unit
+# when it is nearly done with the last, so this is greedy longest-first scheduling.  xdist's own
+# ``--dist loadgroup`` cannot do this here: it marks a group by appending "@group" to a test's private
+# ``_nodeid``, which pytest 9 no longer reads; so the scheduler below is xdist's ``loadscope`` with the scope of
+# a test being its work unit.
 BUILT_BOOK_GROUP = "built-book"
 BUILT_BOOK_USERS = ("tests/test_book_build.py", "tests/test_browser.py", "tests/test_api_reference.py")
-LONG_TEST_MODULES = ("tests/test_assignments.py",)    # autogrades every submission of four assignments
-SHARED_MODEL_CALL = re.compile(r"\bmnist_classifier\(")
+PER_ASSIGNMENT_MODULES = ("tests/test_assignments.py",)
 
-
-def _calls_shared_models(notebook: Path) -> bool:
-    cells = json.loads(notebook.read_text(encoding="utf-8"))["cells"]
-    return any(SHARED_MODEL_CALL.search("".join(cell["source"])) for cell in cells if cell["cell_type"] == "code")
+# Minutes each long unit took on 2 CPU cores from an empty model cache (the order matters, not the values;
+# a unit not listed ranks after these, notebooks by their number of code cells).
+EXPECTED_MINUTES = {
+    "chapters/08_proving_robustness.ipynb": 12,
+    "chapters/05_defences_that_work.ipynb": 10,
+    "chapters/04_attacking_deep_networks.ipynb": 9,
+    "chapters/07_attacks_without_gradients.ipynb": 8,
+    "chapters/06_defences_that_seem_to_work.ipynb": 7,
+    "tests/test_assignments.py[a4_break_or_certify]": 7,
+    "tests/test_assignments.py[a3_adversarial_training]": 6,
+    "chapters/03_templates.ipynb": 5,
+    "tests/test_assignments.py[a2_pgd_from_scratch]": 5,
+    "tests/test_assignments.py[a1_linear_by_hand]": 4,
+    BUILT_BOOK_GROUP: 4,
+    "chapters/02_linear_models_on_mnist.ipynb": 4,
+}
 
 
 @functools.lru_cache(maxsize=None)
-def work_unit(path: str) -> str:
-    """The work unit of a test file or notebook, given relative to the repository."""
-    if path.endswith(".ipynb"):
-        return SHARED_MODELS_GROUP if _calls_shared_models(REPO / path) else path
+def work_unit(nodeid: str) -> str:
+    """The work unit of a test, from its node id (a notebook cell, a test function, a parametrized test)."""
+    path, _, rest = nodeid.partition("::")
+    if path in PER_ASSIGNMENT_MODULES:
+        parameter = re.search(r"\[([^\]]+)\]$", rest)
+        return f"{path}[{parameter.group(1)}]" if parameter else path
     if path in BUILT_BOOK_USERS:
         return BUILT_BOOK_GROUP
     return path
@@ -55,18 +66,18 @@ def work_unit(path: str) -> str:
 
 @functools.lru_cache(maxsize=None)
 def _unit_rank(unit: str) -> tuple:
-    """Longest first: the shared-model chain, the other notebooks (more code cells first), the assignments'
-    grading and the book, the rest."""
-    if unit == SHARED_MODELS_GROUP:
-        return (0, 0, unit)
+    """Longest first: the units of EXPECTED_MINUTES by their minutes, then the other notebooks (more code cells
+    first), then the rest."""
+    if unit in EXPECTED_MINUTES:
+        return (0, -EXPECTED_MINUTES[unit], unit)
     if unit.endswith(".ipynb"):
         cells = json.loads((REPO / unit).read_text(encoding="utf-8"))["cells"]
         return (1, -sum(cell["cell_type"] == "code" for cell in cells), unit)
-    return (2 if unit == BUILT_BOOK_GROUP or unit in LONG_TEST_MODULES else 3, 0, unit)
+    return (2, 0, unit)
 
 
 def _unit_of(nodeid: str) -> str:
-    return work_unit(nodeid.split("::", 1)[0])
+    return work_unit(nodeid)
 
 
 def pytest_collection_modifyitems(config, items):

@@ -30,9 +30,9 @@ IDS = sorted(p.name for p in (COURSE / "source").iterdir() if (p / f"{p.name}.ip
 sys.path.insert(0, str(COURSE))
 from grading.submission_check import check_notebook  # noqa: E402
 
-# The session fixture grades every submission of the four assignments (about 1,100 CPU-seconds on this
-# machine) inside the first test that asks for it, while the other xdist worker executes chapters: give that
-# test an hour rather than the run's 30-minute default, so a slow machine is not reported as a failure.
+# The first test of an assignment grades all its submissions (up to about 400 CPU-seconds on this machine)
+# while the other xdist worker executes chapters: give it an hour rather than the run's 30-minute default, so a
+# slow machine is not reported as a failure.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]
 
 
@@ -64,29 +64,40 @@ def _newest_input(assignment: str) -> float:
     return max(p.stat().st_mtime for p in files if p.is_file())
 
 
-@pytest.fixture(scope="session")
-def check_report(tmp_path_factory) -> dict:
-    """The summary of ``scripts/assignments.py check`` for all assignments.
+_SUMMARIES: dict[str, dict] = {}
 
-    ADVEX_ASSIGNMENTS_REPORT may name, comma-separated, the JSON files of check runs made with --json after
-    the last change to the inputs of the assignments they cover (to avoid grading everything twice in one
-    session); an assignment missing from them, or whose inputs changed since, is checked again here."""
-    summaries = {}
+
+def _reported(assignment: str) -> dict | None:
+    """The summary of ``assignment`` from a check run named in ADVEX_ASSIGNMENTS_REPORT, if one is newer than
+    the last change to its inputs."""
     for name in filter(None, os.environ.get("ADVEX_ASSIGNMENTS_REPORT", "").split(",")):
         path = Path(name)
-        if path.exists():
+        if path.exists() and path.stat().st_mtime > _newest_input(assignment):
             for summary in json.loads(path.read_text()):
-                if path.stat().st_mtime > _newest_input(summary["assignment"]):
-                    summaries[summary["assignment"]] = summary
-    missing = [assignment for assignment in IDS if assignment not in summaries]
-    if missing:
-        out = tmp_path_factory.mktemp("assignments") / "check.json"
-        result = subprocess.run([sys.executable, str(REPO / "scripts" / "assignments.py"), "check", *missing,
-                                 "--json", str(out)], cwd=REPO, capture_output=True, text=True)
-        if not out.exists():
-            pytest.fail(f"scripts/assignments.py check crashed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
-        summaries.update({summary["assignment"]: summary for summary in json.loads(out.read_text())})
-    return summaries
+                if summary["assignment"] == assignment:
+                    return summary
+    return None
+
+
+@pytest.fixture
+def check_report(tmp_path_factory, assignment) -> dict:
+    """``{assignment: summary}``: the summary of ``scripts/assignments.py check`` for this test's assignment.
+
+    Each assignment is graded once per worker process, and tests/conftest.py makes each assignment's tests one
+    xdist work unit, so the four gradings run side by side with the notebooks.  ADVEX_ASSIGNMENTS_REPORT may
+    name, comma-separated, the JSON files of check runs made with --json after the last change to the inputs
+    of the assignments they cover (to avoid grading twice in one session)."""
+    if assignment not in _SUMMARIES:
+        summary = _reported(assignment)
+        if summary is None:
+            out = tmp_path_factory.mktemp(assignment) / "check.json"
+            result = subprocess.run([sys.executable, str(REPO / "scripts" / "assignments.py"), "check", assignment,
+                                     "--json", str(out)], cwd=REPO, capture_output=True, text=True)
+            if not out.exists():
+                pytest.fail(f"scripts/assignments.py check crashed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
+            summary = json.loads(out.read_text())[0]
+        _SUMMARIES[assignment] = summary
+    return {assignment: _SUMMARIES[assignment]}
 
 
 @pytest.mark.parametrize("assignment", IDS)

@@ -43,6 +43,51 @@ def test_trains_once_then_loads(home):
     assert len(list((home / "models").glob("lin-*.pt"))) == 1
 
 
+_RACE = """
+import pathlib, sys, time
+import torch
+from torch import nn
+import advex
+
+# start together: each process says it is ready and waits for the other (imports take seconds under load)
+folder = pathlib.Path(sys.argv[1]).parent
+(folder / f"ready-{sys.argv[2]}").touch()
+while len(list(folder.glob("ready-*"))) < 2:
+    time.sleep(0.05)
+
+def build():
+    torch.manual_seed(0)
+    return nn.Linear(3, 2)
+
+def train(model):
+    with open(sys.argv[1], "a") as log:
+        log.write("trained\\n")
+    time.sleep(2.0)                    # long enough for the other process to find the entry missing
+    with torch.no_grad():
+        model.weight.fill_(7.0)
+
+model = advex.cached_model("race", {"seed": 0}, build, train)
+print(float(model.weight[0, 0]))
+"""
+
+
+def test_two_processes_needing_one_missing_entry_train_it_once(home, tmp_path):
+    """Two notebooks executed side by side wait for each other instead of both training the entry."""
+    import subprocess
+    import sys
+
+    script, log = tmp_path / "race.py", tmp_path / "trainings.txt"
+    script.write_text(_RACE)
+    env = dict(os.environ, ADVEX_HOME=str(home))
+    processes = [subprocess.Popen([sys.executable, str(script), str(log), str(i)], env=env, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True) for i in range(2)]
+    results = [process.communicate(timeout=120) for process in processes]
+    assert all(process.returncode == 0 for process in processes), results
+    assert log.read_text().count("trained") == 1
+    assert [out.strip() for out, _ in results] == ["7.0", "7.0"]
+    assert any("trained by another process" in err for _, err in results)
+
+
 def test_key_changes_with_config_and_code(home):
     key = cache.cache_key("lin", {"lr": 0.1}, build)
     assert key != cache.cache_key("lin", {"lr": 0.2}, build)
@@ -146,7 +191,8 @@ def test_editing_a_training_relevant_module_in_any_subpackage_changes_the_digest
     assert cache._package_source_digest(package) != before
 
 
-@pytest.mark.parametrize("module", ["viz/style.py", "viz/slider.py", "progress.py", "paths.py", "data/assets.py"])
+@pytest.mark.parametrize("module", ["viz/style.py", "viz/slider.py", "progress.py", "paths.py", "data/assets.py",
+                                    "cache.py"])
 def test_editing_a_presentation_module_keeps_the_digest(tmp_path, module):
     package = _package_copy(tmp_path)
     before = cache._package_source_digest(package)

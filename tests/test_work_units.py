@@ -11,17 +11,29 @@ REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted(p.relative_to(REPO).as_posix() for p in (REPO / "chapters").glob("*.ipynb"))
 
 
-def calls_mnist_classifier(path: str) -> bool:
-    cells = json.loads((REPO / path).read_text(encoding="utf-8"))["cells"]
-    return any("mnist_classifier(" in "".join(c["source"]) for c in cells if c["cell_type"] == "code")
+def test_every_notebook_is_its_own_unit():
+    """Notebooks that train the same cached model may run side by side: the cache locks an entry while one
+    process trains it (tests/test_cache.py checks that two processes train it once)."""
+    assert [conftest.work_unit(f"{path}::Cell 3") for path in NOTEBOOKS] == NOTEBOOKS
 
 
-def test_notebooks_sharing_model_cache_entries_are_one_unit_and_the_others_their_own():
-    for path in NOTEBOOKS:
-        expected = conftest.SHARED_MODELS_GROUP if calls_mnist_classifier(path) else path
-        assert conftest.work_unit(path) == expected, path
-    shared = [p for p in NOTEBOOKS if conftest.work_unit(p) == conftest.SHARED_MODELS_GROUP]
-    assert "chapters/04_attacking_deep_networks.ipynb" in shared and len(shared) < len(NOTEBOOKS)
+def test_each_assignment_is_its_own_unit():
+    ids = ["a1_linear_by_hand", "a4_break_or_certify"]
+    units = {conftest.work_unit(f"tests/test_assignments.py::test_feedback_never_shows_hidden_tests[{i}]") for i in ids}
+    same = {conftest.work_unit(f"tests/test_assignments.py::{test}[a1_linear_by_hand]")
+            for test in ("test_autograding_catches_the_planted_mistakes", "test_students_write_the_attacks")}
+    assert len(units) == 2 and len(same) == 1
+    assert conftest.work_unit("tests/test_assignments.py::test_planted_fixtures_name_real_cells") == \
+        "tests/test_assignments.py"
+
+
+def test_every_expected_unit_exists():
+    """The longest-first table names units that exist (a renamed notebook would silently lose its rank)."""
+    for unit in conftest.EXPECTED_MINUTES:
+        if unit.endswith(".ipynb"):
+            assert (REPO / unit).exists(), unit
+        elif unit.startswith("tests/test_assignments.py["):
+            assert (REPO / "assignments" / "source" / unit[len("tests/test_assignments.py["):-1]).is_dir(), unit
 
 
 def test_a_test_module_is_one_unit_and_the_built_book_users_share_one():
@@ -40,8 +52,9 @@ def test_every_test_module_using_the_built_book_is_in_the_built_book_unit():
 
 
 def test_units_run_longest_first():
-    order = sorted({conftest.work_unit(p) for p in NOTEBOOKS} | {"tests/test_glue.py", conftest.BUILT_BOOK_GROUP},
-                   key=conftest._unit_rank)
-    assert order[0] == conftest.SHARED_MODELS_GROUP
+    units = {conftest.work_unit(p) for p in NOTEBOOKS} | {"tests/test_glue.py", conftest.BUILT_BOOK_GROUP}
+    order = sorted(units, key=conftest._unit_rank)
+    minutes = [conftest.EXPECTED_MINUTES[u] for u in order if u in conftest.EXPECTED_MINUTES]
+    assert minutes == sorted(minutes, reverse=True)
+    assert order[0] == max(conftest.EXPECTED_MINUTES.keys() & units, key=conftest.EXPECTED_MINUTES.get)
     assert order[-1] == "tests/test_glue.py"
-    assert all(unit.endswith(".ipynb") for unit in order[1:-2])

@@ -10,6 +10,10 @@ recipe gives other weights on 1 thread than on 2), and the torch version.  Entri
 atomically (temporary file + ``os.replace``), loaded with
 ``torch.load(..., weights_only=True)``, and a corrupted entry is retrained with
 a warning instead of failing.
+
+Two processes that need the same missing entry (two notebooks executed side by side, a grading kernel beside
+a chapter) do not both train it: the first takes a lock on the entry and trains, the second waits for the
+lock and then loads what the first saved.
 """
 from __future__ import annotations
 
@@ -17,9 +21,17 @@ import hashlib
 import inspect
 import json
 import sys
+import time
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
+
+try:                                    # POSIX
+    import fcntl
+except ImportError:                     # Windows
+    fcntl = None
+    import msvcrt
 
 import torch
 from torch import nn
@@ -39,7 +51,8 @@ def _source_of(fn: Callable) -> str:
 
 #: Modules that only present results or move files: editing them cannot change a trained model.
 #: Paths relative to the package; a folder ends in "/".
-PRESENTATION_MODULES = ("viz/", "progress.py", "paths.py", "data/assets.py", "__init__.py", "glue.py", "intervals.py")
+PRESENTATION_MODULES = ("viz/", "progress.py", "paths.py", "data/assets.py", "__init__.py", "glue.py", "intervals.py",
+                        "cache.py")
 
 
 def training_relevant_modules(package_dir: Path | None = None) -> list[Path]:
@@ -89,6 +102,44 @@ def atomic_torch_save(obj, path: Path) -> None:
     atomic_write(path, lambda handle: torch.save(obj, handle))
 
 
+@contextmanager
+def _entry_lock(path: Path, name: str, verbose: bool) -> Iterator[None]:
+    """Hold an exclusive lock on ``path``'s entry (a ``.lock`` file beside it) for as long as the block runs."""
+    lock_path = path.with_suffix(".lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a+b") as handle:
+        if fcntl is not None:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if verbose:
+                    print(f"[advex] another process is training {name!r}; waiting for it", file=sys.stderr)
+                fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+        else:
+            while True:
+                try:
+                    msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
+                    break
+                except OSError:
+                    time.sleep(1.0)
+            try:
+                yield
+            finally:
+                handle.seek(0)
+                msvcrt.locking(handle.fileno(), msvcrt.LK_UNLCK, 1)
+
+
+def _load_entry(path: Path, model: nn.Module, device: torch.device):
+    """The entry's training log after loading its weights into ``model``; raises if the file is unreadable."""
+    state = torch.load(path, map_location=device, weights_only=True)
+    model.load_state_dict(state["model"])
+    return json.loads(state.get("log", "null"))
+
+
 def cached_model(
     name: str,
     config: dict,
@@ -113,11 +164,9 @@ def cached_model(
     key = cache_key(name, config, build, train, device=device)
     path = Path(cache_dir or model_cache_dir()) / f"{name}-{key}.pt"
     model = build().to(device)
-    if path.exists():
+    if path.exists():               # the common case needs no lock: entries are written atomically
         try:
-            state = torch.load(path, map_location=device, weights_only=True)
-            model.load_state_dict(state["model"])
-            log = json.loads(state.get("log", "null"))
+            log = _load_entry(path, model, device)
             if verbose:
                 print(f"[advex] loaded cached model {name!r} ({path.name})", file=sys.stderr)
             return (model.eval(), log) if return_log else model.eval()
@@ -125,10 +174,17 @@ def cached_model(
             warnings.warn(f"cached model {path} is unreadable ({err.__class__.__name__}: {err}); retraining it")
             path.unlink(missing_ok=True)
             model = build().to(device)
-    if verbose:
-        print(f"[advex] training {name!r} on {device} (cache miss; saved for next time)", file=sys.stderr)
-    log = train(model)
-    state = {"model": {k: v.detach().cpu() for k, v in model.state_dict().items()}, "config": json.dumps(config, sort_keys=True),
-             "log": json.dumps(log if return_log else None)}
-    atomic_torch_save(state, path)
+    with _entry_lock(path, name, verbose):
+        if path.exists():           # trained by another process while this one waited
+            log = _load_entry(path, model, device)
+            if verbose:
+                print(f"[advex] loaded cached model {name!r} ({path.name}), trained by another process",
+                      file=sys.stderr)
+            return (model.eval(), log) if return_log else model.eval()
+        if verbose:
+            print(f"[advex] training {name!r} on {device} (cache miss; saved for next time)", file=sys.stderr)
+        log = train(model)
+        state = {"model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+                 "config": json.dumps(config, sort_keys=True), "log": json.dumps(log if return_log else None)}
+        atomic_torch_save(state, path)
     return (model.eval(), log) if return_log else model.eval()
