@@ -37,7 +37,6 @@ PER_ASSIGNMENT_MODULES = ("tests/test_assignments.py",)
 # Minutes each long unit took on 2 CPU cores from an empty model cache (the order matters, not the values;
 # a unit not listed ranks after these, notebooks by their number of code cells).
 EXPECTED_MINUTES = {
-    "chapters/08_proving_robustness.ipynb": 12,
     "chapters/05_defences_that_work.ipynb": 10,
     "chapters/04_attacking_deep_networks.ipynb": 9,
     "chapters/07_attacks_without_gradients.ipynb": 8,
