@@ -65,15 +65,55 @@ def test_bad_options_name_the_argument():
         proportion(1, 2, confidence=95)
 
 
+def _paired(both: int, only_first: int, only_second: int, neither: int):
+    first = torch.tensor([1] * both + [1] * only_first + [0] * only_second + [0] * neither, dtype=torch.bool)
+    second = torch.tensor([1] * both + [0] * only_first + [1] * only_second + [0] * neither, dtype=torch.bool)
+    return first, second
+
+
 def test_paired_difference_uses_only_the_discordant_examples():
-    first = torch.tensor([1] * 40 + [1] * 10 + [0] * 2 + [0] * 48, dtype=torch.bool)
-    second = torch.tensor([1] * 40 + [0] * 10 + [1] * 2 + [0] * 48, dtype=torch.bool)
+    first, second = _paired(40, 10, 2, 48)
     d = paired_difference(first, second)
     assert d.estimate == pytest.approx(0.08)
-    assert d.p_value == pytest.approx(stats.binomtest(10, 12, 0.5).pvalue)
+    # McNemar's score test: (b - c) / sqrt(b + c) against the standard normal
+    assert d.p_value == pytest.approx(2 * stats.norm.sf(8 / 12 ** 0.5))
     assert d.significant and d.low > 0
     same = paired_difference(first, first)
     assert same.p_value == 1.0 and not same.significant and same.low <= 0 <= same.high
+
+
+def test_paired_interval_inverts_the_score_test():
+    """Tango's interval is every difference the score test keeps: checked against a brute-force grid."""
+    from advex.intervals import _tango_statistic
+
+    z = stats.norm.ppf(0.975)
+    grid = np.linspace(-1 + 1e-9, 1 - 1e-9, 40001)
+    for both, b, c, neither in [(40, 10, 2, 48), (10, 3, 13, 24), (0, 20, 0, 80), (30, 2, 12, 6), (5, 1, 0, 0)]:
+        n = both + b + c + neither
+        d = paired_difference(*_paired(both, b, c, neither))
+        kept = grid[np.array([abs(_tango_statistic(b, c, n, g)) <= z for g in grid])]
+        assert d.low == pytest.approx(kept.min(), abs=1e-4) and d.high == pytest.approx(kept.max(), abs=1e-4)
+
+
+def test_paired_interval_and_test_never_disagree():
+    """The interval excludes 0 exactly when the test rejects, for any table (the Newcombe interval with the
+    exact test could disagree near the boundary)."""
+    rng = np.random.default_rng(0)
+    for _ in range(500):
+        n = int(rng.integers(5, 400))
+        b = int(rng.integers(0, n + 1))
+        c = int(rng.integers(0, n - b + 1))
+        d = paired_difference(*_paired(0, b, c, n - b - c))
+        assert (d.low > 0 or d.high < 0) == d.significant, (n, b, c, d)
+        assert d.low <= d.estimate <= d.high
+
+
+def test_paired_interval_without_discordant_examples():
+    """No discordant pair among n: the interval is ±z²/(n + z²), a Wilson-like width, not a single point."""
+    d = paired_difference(*_paired(60, 0, 0, 40))
+    z2 = stats.norm.ppf(0.975) ** 2
+    assert d.estimate == 0 and d.p_value == 1.0
+    assert d.high == pytest.approx(z2 / (100 + z2), rel=1e-6) and d.low == pytest.approx(-d.high, rel=1e-6)
 
 
 def test_paired_difference_refuses_unequal_lengths():
@@ -99,3 +139,13 @@ def test_glue_rate_glues_the_rate_its_n_and_its_interval():
     assert float(glue_module.glued("test_rate_low")) < 0.742 < float(glue_module.glued("test_rate_high"))
     with pytest.raises(ValueError, match="rate must be an advex.intervals.Proportion"):
         glue_module.glue_rate("bad", 0.7)
+
+
+def test_paired_difference_matches_a_published_example():
+    """Fagerland, Lydersen & Laake (2014), airway hyper-responsiveness before and after stem cell
+    transplantation (n = 21; 1 both, 1 only before, 7 only after, 12 neither): Tango's interval for the
+    difference is -0.517 to -0.026, and the asymptotic McNemar test gives p = 0.034 (Fagerland et al. 2013)."""
+    d = paired_difference(*_paired(1, 1, 7, 12))
+    assert d.estimate == pytest.approx(-6 / 21)
+    assert (round(d.low, 3), round(d.high, 3)) == (-0.517, -0.026)
+    assert round(d.p_value, 3) == 0.034

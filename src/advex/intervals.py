@@ -6,7 +6,8 @@ the Wilson score interval by default (Wilson 1927; Brown, Cai & DasGupta 2001 re
 n of this book), or the exact Clopper–Pearson interval, which never under-covers.
 
 Two rates measured on the *same* examples (clean vs. attacked, one attack vs. another) are compared
-with McNemar's exact test on the discordant pairs (:func:`paired_difference`); rates on different
+with McNemar's score test on the discordant pairs and Tango's interval, which inverts that same test, so
+the verdict and the interval always agree (:func:`paired_difference`); rates on different
 examples with Newcombe's hybrid score interval for p₁ − p₂ (:func:`unpaired_difference`).  A difference
 is "a difference" only when that test says so.
 """
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy import stats
+from scipy import optimize, stats
 
 __all__ = ["Proportion", "Difference", "proportion", "paired_difference", "unpaired_difference"]
 
@@ -146,12 +147,31 @@ class Difference:
                 f"{100 * self.high:+.{digits}f}; {self.test}, p = {self.p_value:.2g}): {verdict}")
 
 
+def _tango_statistic(only_first: int, only_second: int, n: int, delta: float) -> float:
+    """Tango's (1998) score statistic for the hypothesis p₁ − p₂ = ``delta`` on paired outcomes.
+
+    The variance of (b − c)/n is evaluated at the maximum-likelihood cell probabilities under the hypothesis:
+    with q the probability that only ``second`` succeeds, maximising the multinomial likelihood subject to
+    p₁ − p₂ = delta gives 2n·q² + B·q + C = 0, B = −b − c + (2n − b + c)·delta, C = −c·delta·(1 − delta).
+    At delta = 0 the statistic is (b − c)/√(b + c), the McNemar score statistic.
+    """
+    b, c = only_first, only_second
+    quadratic_b = -b - c + (2 * n - b + c) * delta
+    quadratic_c = -c * delta * (1 - delta)
+    q = (math.sqrt(max(quadratic_b ** 2 - 8 * n * quadratic_c, 0.0)) - quadratic_b) / (4 * n)
+    variance = n * (2 * q + delta - delta * delta)
+    return (b - c - n * delta) / math.sqrt(max(variance, 1e-300))
+
+
 def paired_difference(first, second, *, confidence: float = 0.95) -> Difference:
     """Compare two rates measured on the same examples (per-example bool outcomes of equal length).
 
-    The test is McNemar's exact test: under "no difference" the b examples where only ``first`` succeeds
-    and the c where only ``second`` does split as Binomial(b + c, ½).  The interval for p₁ − p₂ is
-    Newcombe's (1998, method 10) score interval for paired data.
+    Test and interval are one score test, so they never disagree: the interval (Tango 1998) holds every
+    difference δ that the score statistic (b − c − nδ)/σ̂(δ) does not reject, and the p-value is that test at
+    δ = 0, which is McNemar's asymptotic test (b − c)/√(b + c) without continuity correction.  b counts the
+    examples where only ``first`` succeeds, c those where only ``second`` does.  Fagerland, Lydersen & Laake
+    (2013) found this test closer to the nominal level than McNemar's exact conditional test, which is
+    conservative, even for small samples, and Fagerland, Lydersen & Laake (2014) recommend Tango's interval.
     """
     confidence = _confidence(confidence)
     a, b = _outcomes(first, "first"), _outcomes(second, "second")
@@ -160,18 +180,18 @@ def paired_difference(first, second, *, confidence: float = 0.95) -> Difference:
     n = a.size
     only_first, only_second = int((a & ~b).sum()), int((~a & b).sum())
     discordant = only_first + only_second
-    p_value = 1.0 if discordant == 0 else float(stats.binomtest(only_first, discordant, 0.5).pvalue)
-    p1, p2 = proportion(int(a.sum()), n, confidence=confidence), proportion(int(b.sum()), n, confidence=confidence)
-    estimate = p1.rate - p2.rate
-    both, neither = int((a & b).sum()), int((~a & ~b).sum())
-    # Newcombe's method 10: the correlation of the two outcomes enters through phi
-    denominator = (both + only_first) * (neither + only_second) * (both + only_second) * (neither + only_first)
-    phi = 0.0 if denominator == 0 else (both * neither - only_first * only_second) / math.sqrt(denominator)
-    d1, e1 = p1.rate - p1.low, p1.high - p1.rate
-    d2, e2 = p2.rate - p2.low, p2.high - p2.rate
-    low = estimate - math.sqrt(max(d1 * d1 - 2 * phi * d1 * e2 + e2 * e2, 0.0))
-    high = estimate + math.sqrt(max(e1 * e1 - 2 * phi * e1 * d2 + d2 * d2, 0.0))
-    return Difference(estimate, max(low, -1.0), min(high, 1.0), p_value, confidence, "McNemar's exact test")
+    estimate = (only_first - only_second) / n
+    z = float(stats.norm.ppf(1 - (1 - confidence) / 2))
+    p_value = 1.0 if discordant == 0 else float(2 * stats.norm.sf(abs(only_first - only_second) / math.sqrt(discordant)))
+
+    def excess(delta: float, bound: float) -> float:
+        return _tango_statistic(only_first, only_second, n, delta) - bound
+
+    # the statistic falls as delta grows; the interval's ends are where it crosses +z and -z
+    edge = 1 - 1e-12
+    low = -1.0 if estimate <= -edge or excess(-edge, z) <= 0 else float(optimize.brentq(excess, -edge, estimate, args=(z,), xtol=1e-12))
+    high = 1.0 if estimate >= edge or excess(edge, -z) >= 0 else float(optimize.brentq(excess, estimate, edge, args=(-z,), xtol=1e-12))
+    return Difference(estimate, low, high, p_value, confidence, "McNemar's score test")
 
 
 def unpaired_difference(k1, n1, k2, n2, *, confidence: float = 0.95) -> Difference:
