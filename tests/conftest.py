@@ -34,8 +34,9 @@ BUILT_BOOK_GROUP = "built-book"
 BUILT_BOOK_USERS = ("tests/test_book_build.py", "tests/test_browser.py", "tests/test_api_reference.py")
 PER_ASSIGNMENT_MODULES = ("tests/test_assignments.py",)
 
-# Minutes each long unit took on 2 CPU cores from an empty model cache (the order matters, not the values;
-# a unit not listed ranks after these, notebooks by their number of code cells).
+# Rough minutes each long unit takes on 2 idle CPU cores from an empty model cache: estimates from the
+# chapters' stored execution times and the grading's CPU time, not measurements of this scheduler; only their
+# order matters.  A unit not listed ranks after these, notebooks by their number of code cells.
 EXPECTED_MINUTES = {
     "chapters/05_defences_that_work.ipynb": 10,
     "chapters/04_attacking_deep_networks.ipynb": 9,
