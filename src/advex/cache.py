@@ -133,11 +133,16 @@ def _entry_lock(path: Path, name: str, verbose: bool) -> Iterator[None]:
                 msvcrt.locking(handle.fileno(), msvcrt.LK_UNLCK, 1)
 
 
-def _load_entry(path: Path, model: nn.Module, device: torch.device):
-    """The entry's training log after loading its weights into ``model``; raises if the file is unreadable."""
+def _load_entry(path: Path, model: nn.Module, device: torch.device, name: str, origin: str, verbose: bool,
+                return_log: bool):
+    """``model`` with the entry's weights, in eval mode (and its training log with ``return_log``): what
+    :func:`cached_model` returns on a hit.  Raises if the file is unreadable."""
     state = torch.load(path, map_location=device, weights_only=True)
     model.load_state_dict(state["model"])
-    return json.loads(state.get("log", "null"))
+    log = json.loads(state.get("log", "null"))
+    if verbose:
+        print(f"[advex] loaded cached model {name!r} ({path.name}){origin}", file=sys.stderr)
+    return (model.eval(), log) if return_log else model.eval()
 
 
 def cached_model(
@@ -166,21 +171,14 @@ def cached_model(
     model = build().to(device)
     if path.exists():               # the common case needs no lock: entries are written atomically
         try:
-            log = _load_entry(path, model, device)
-            if verbose:
-                print(f"[advex] loaded cached model {name!r} ({path.name})", file=sys.stderr)
-            return (model.eval(), log) if return_log else model.eval()
+            return _load_entry(path, model, device, name, "", verbose, return_log)
         except Exception as err:  # any unreadable entry is retrained, never fatal
             warnings.warn(f"cached model {path} is unreadable ({err.__class__.__name__}: {err}); retraining it")
             path.unlink(missing_ok=True)
             model = build().to(device)
     with _entry_lock(path, name, verbose):
         if path.exists():           # trained by another process while this one waited
-            log = _load_entry(path, model, device)
-            if verbose:
-                print(f"[advex] loaded cached model {name!r} ({path.name}), trained by another process",
-                      file=sys.stderr)
-            return (model.eval(), log) if return_log else model.eval()
+            return _load_entry(path, model, device, name, ", trained by another process", verbose, return_log)
         if verbose:
             print(f"[advex] training {name!r} on {device} (cache miss; saved for next time)", file=sys.stderr)
         log = train(model)
