@@ -179,6 +179,27 @@ def test_lipschitz_bound_holds_and_certified_radii_are_safe():
     assert torch.equal(verified_by_lipschitz(model, x, y, 0.0), radius > 0)
 
 
+def test_lipschitz_layers_reuse_their_normalised_weights_only_while_the_weights_are_unchanged():
+    torch.manual_seed(0)
+    model = LipschitzMLP(hidden=(8,), in_features=6, num_classes=3)
+    layer = model.layers[0]
+    with torch.no_grad():
+        layer.raw_weight.mul_(5.0)             # a spectral norm above 1, so the normalisation does something
+        first = layer.weight()
+        assert layer.weight() is first         # no new SVD while the weights stand still
+        assert torch.allclose(first, layer._normalised())
+        layer.raw_weight.mul_(2.0)             # an in-place update, as an optimiser step makes
+        assert layer.weight() is not first
+        assert torch.allclose(layer.weight(), layer._normalised())
+    # with gradients wanted for the parameters the norm is differentiated through, never taken from the cache
+    loss = model(torch.rand(4, 6)).sum()
+    loss.backward()
+    assert layer.raw_weight.grad is not None and layer.raw_weight.grad.abs().sum() > 0
+    model.load_state_dict(LipschitzMLP(hidden=(8,), in_features=6, num_classes=3).state_dict())
+    with torch.no_grad():
+        assert torch.allclose(layer.weight(), layer._normalised())
+
+
 @pytest.mark.parametrize("call, message", [
     (lambda: interval_bounds(nn.Sequential(nn.Conv2d(1, 2, 3), nn.MaxPool2d(2)), torch.rand(1, 1, 6, 6), 0.1), "model"),
     (lambda: interval_bounds(nn.Sequential(nn.Flatten(), nn.Linear(4, 2), nn.ReLU()), torch.rand(1, 1, 2, 2), 0.1), "ReLU"),

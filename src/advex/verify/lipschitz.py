@@ -31,6 +31,18 @@ class NormBoundedLinear(nn.Module):
         self.bias = nn.Parameter(layer.bias.detach().clone())
 
     def weight(self) -> torch.Tensor:
+        if torch.is_grad_enabled() and self.raw_weight.requires_grad:   # training: differentiate through the norm
+            return self._normalised()
+        # an attack or an evaluation: the weights are fixed, so one SVD serves every query until they change
+        # (an optimiser step or load_state_dict bumps the parameter's version counter)
+        key = (self.raw_weight._version, self.raw_weight.data_ptr(), self.raw_weight.device, self.raw_weight.dtype)
+        if getattr(self, "_cached_key", None) != key:
+            with torch.no_grad():
+                self._cached_weight = self._normalised()
+            self._cached_key = key
+        return self._cached_weight
+
+    def _normalised(self) -> torch.Tensor:
         spectral = torch.linalg.matrix_norm(self.raw_weight, ord=2)
         return self.raw_weight / spectral.clamp(min=1.0)
 
