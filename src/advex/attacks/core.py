@@ -19,7 +19,7 @@ from ..tensors import attack_succeeded, l2_norms, logit_margins, num_classes_of,
 from ..validation import check_eps, check_images, check_labels
 
 __all__ = [
-    "attack", "attack_inputs", "attack_mode", "attack_succeeded", "clean_query", "eval_mode", "input_gradient",
+    "attack", "attack_mode", "attack_succeeded", "clean_query", "eval_mode", "input_gradient",
     "l2_norms", "logit_margins", "num_classes_of", "per_example", "project", "random_offset",
     "returns_on_input_device", "steepest_ascent",
 ]
@@ -105,23 +105,6 @@ def attack(*, eps: bool = True, labels: str = "y", labels_from: str = "model", o
         return checked
 
     return decorate
-
-
-def attack_inputs(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float = 0.0, *, y_name: str = "y"
-                  ) -> tuple[torch.Tensor, torch.Tensor, float]:
-    """Validate the arguments every attack shares and move them to the model's device (what :func:`attack`
-    does, for the few functions whose labels argument has no fixed name).
-
-    Returns ``(x, y, eps)``: ``x`` detached on the model's device (never the caller's
-    tensor modified), ``y`` as int64 there, ``eps`` as a float >= 0.  ``y_name`` names the
-    labels in error messages (e.g. "target").
-    """
-    eps = check_eps(eps)
-    _check_batch(x)
-    device = device_of(model)
-    x = x.detach().to(device)
-    y = check_labels(y, num_classes_of(model, x), batch_size=x.shape[0], name=y_name).to(device)
-    return x, y, eps
 
 
 def clean_query(model: nn.Module, x: torch.Tensor, y, *, targeted: bool = False, name: str = "y"
