@@ -48,6 +48,16 @@ def test_glued_formats_the_value_glued_in_this_kernel(monkeypatch):
         book_glue.glue("bad:name", 1)
 
 
+def test_numpy_and_torch_scalars_are_glued_as_numbers(monkeypatch, capsys):
+    import numpy as np
+    import torch
+    monkeypatch.setattr(book_glue, "_GLUED", {})
+    book_glue.glue("test_numpy", np.sqrt(2) / 4, display=False)
+    book_glue.glue("test_torch", torch.tensor(0.25), display=False)
+    assert type(book_glue._GLUED["test_numpy"]) is float and type(book_glue._GLUED["test_torch"]) is float
+    assert book_glue.glued("test_numpy:.3f") == "0.354" and book_glue.glued("test_torch:.2f") == "0.25"
+
+
 def test_markdown_values_paste_as_their_text(monkeypatch):
     from IPython.display import Markdown
 

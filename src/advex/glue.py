@@ -131,6 +131,8 @@ def glue(name: str, variable: Any, display: bool = True) -> None:
     except ImportError as error:
         raise ImportError("advex.glue.glue needs myst-nb: pip install 'advex[book]' (or myst-nb)") from error
 
+    if hasattr(variable, "item") and getattr(variable, "shape", None) == ():
+        variable = variable.item()   # a numpy or torch scalar: glue the number, not "np.float64(...)"
     _GLUED[name] = variable
     myst_glue(name, variable, display=display)
 
