@@ -11,8 +11,8 @@ from torch import nn
 
 from advex.attacks import pgd
 from advex.verify import (LipschitzMLP, affine_relu_form, certified_l2_radius, crown_bounds, crown_margin_bounds,
-                          input_box, interval_bounds, interval_margin_bounds, lipschitz_bound, verified_by_crown,
-                          verified_by_ibp, verified_by_lipschitz, verify_exactly)
+                          input_box, interval_bounds, interval_margin_bounds, lipschitz_bound, lipschitz_margin_loss,
+                          verified_by_crown, verified_by_ibp, verified_by_lipschitz, verify_exactly)
 
 TOLERANCE = 1e-5   # the model runs in float32, the bounds in float64
 
@@ -198,6 +198,23 @@ def test_lipschitz_layers_reuse_their_normalised_weights_only_while_the_weights_
     model.load_state_dict(LipschitzMLP(hidden=(8,), in_features=6, num_classes=3).state_dict())
     with torch.no_grad():
         assert torch.allclose(layer.weight(), layer._normalised())
+
+
+def test_training_divides_by_a_power_iteration_estimate_that_approaches_the_exact_norm_from_below():
+    torch.manual_seed(0)
+    model = LipschitzMLP(hidden=(20,), in_features=30, num_classes=5).train()
+    layer = model.layers[0]
+    exact = torch.linalg.matrix_norm(layer.raw_weight.detach(), ord=2).item()
+    estimates = [layer.estimated_norm(iterate=True).item() for _ in range(30)]   # 10 power steps each
+    assert all(e <= exact * (1 + 1e-6) for e in estimates), "u·Vv with unit u, v never exceeds σ"
+    assert estimates[-1] >= 0.99 * exact
+    # a training step differentiates through the estimate, not through an SVD, and moves the power vector
+    model = LipschitzMLP(hidden=(20,), in_features=30, num_classes=5).train()
+    layer = model.layers[0]
+    before = layer.power_vector.clone()
+    loss = lipschitz_margin_loss(model, torch.rand(8, 30), torch.randint(0, 5, (8,)), eps=0.1)
+    loss.backward()
+    assert layer.raw_weight.grad is not None and not torch.equal(before, layer.power_vector)
 
 
 @pytest.mark.parametrize("call, message", [
