@@ -133,7 +133,7 @@ def lipschitz_margin_loss(model: LipschitzMLP, x: torch.Tensor, y: torch.Tensor,
 
     The loss is small only when the margin exceeds √2·L·ε, i.e. when the digit is certified at radius ε.
     ``temperature`` multiplies the logits inside the loss only (a 1-Lipschitz network's logits are small).
-    In training L is the power-iteration estimate that matches the step's weights (see :class:`NormBoundedLinear`);
+    In training L is the power-iteration estimate that matches the step's weights (see ``NormBoundedLinear``);
     otherwise it is the exact bound :func:`lipschitz_bound`.
     """
     eps = check_eps(eps)
