@@ -48,7 +48,7 @@ def test_glued_formats_the_value_glued_in_this_kernel(monkeypatch):
         book_glue.glue("bad:name", 1)
 
 
-def test_numpy_and_torch_scalars_are_glued_as_numbers(monkeypatch, capsys):
+def test_numpy_and_torch_scalars_are_glued_as_numbers(monkeypatch):
     import numpy as np
     import torch
     monkeypatch.setattr(book_glue, "_GLUED", {})

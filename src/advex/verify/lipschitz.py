@@ -54,10 +54,15 @@ class NormBoundedLinear(nn.Module):
             u = F.normalize(self.raw_weight @ v, dim=0)
         return u @ self.raw_weight @ v
 
+    def in_training_step(self) -> bool:
+        """Whether a forward pass now is a training step (train mode, gradients wanted for the weights): then the
+        layer divides by the power-iteration estimate, and :func:`lipschitz_margin_loss` must use it too."""
+        return self.training and torch.is_grad_enabled() and self.raw_weight.requires_grad
+
     def weight(self) -> torch.Tensor:
+        if self.in_training_step():
+            return self.raw_weight / self.estimated_norm(iterate=True).clamp(min=1.0)
         if torch.is_grad_enabled() and self.raw_weight.requires_grad:
-            if self.training:
-                return self.raw_weight / self.estimated_norm(iterate=True).clamp(min=1.0)
             return self._normalised()   # gradients for the parameters of the certified network: exact
         # an attack or an evaluation: the weights are fixed, so one SVD serves every query until they change
         # (an optimiser step or load_state_dict bumps the parameter's version counter)
@@ -140,7 +145,7 @@ def lipschitz_margin_loss(model: LipschitzMLP, x: torch.Tensor, y: torch.Tensor,
     if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature > 0:
         raise ValueError(f"temperature must be a number > 0, got {temperature!r}")
     logits = model(x)
-    if model.training and torch.is_grad_enabled():
+    if all(layer.in_training_step() for layer in model.layers):
         # the norms of this step's weights V / max(1, σ̂) are σ̂ / max(1, σ̂) = min(σ̂, 1); no SVD to differentiate
         lipschitz = torch.stack([layer.estimated_norm().clamp(max=1.0) for layer in model.layers]).prod().to(logits.dtype)
     else:
